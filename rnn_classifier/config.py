@@ -1,0 +1,167 @@
+"""Every hyperparameter of a training run, with its default, in ONE place.
+
+`TrainConfig` is the single source of truth: the `train` CLI flags, the
+`--config` YAML keys, the Kubeflow pipeline parameters and the Katib search
+space are all derived from (or tested against) its fields. The resolved
+config is saved as `config.json` beside every trained model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+RNN_TYPES = ("gru", "lstm")
+LOSSES = ("focal", "wce", "ce")  # focal loss, class-weighted and unweighted cross-entropy
+CLASS_WEIGHTINGS = ("balanced", "effective", "none")
+SCALINGS = ("asinh", "standard", "robust", "none")
+MONITORS = ("val_macro_auc", "val_macro_f1", "val_loss", "val_accuracy")
+
+
+class ConfigError(ValueError):
+    """A config value, YAML file or flag that does not fit `TrainConfig`."""
+
+
+def _field(default: Any, help: str, choices: tuple | None = None, minimum: float | None = None,
+           maximum: float | None = None):
+    return dataclasses.field(default=default, metadata={
+        "help": help, "choices": choices, "minimum": minimum, "maximum": maximum})
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of one training run (defaults reproduce the original architecture)."""
+
+    # Data and preprocessing.
+    mixed: bool = _field(True, "use the contextual (static) features beside the time series")
+    mask_value: float = _field(-99.0, "value that pads sequences after their last observation")
+    scaling: str = _field(
+        "asinh", "per-feature transform fitted on the training split's real steps: asinh = "
+        "asinh((x - median) / MAD) then standardise (robust to heavy tails); standard = "
+        "z-score; robust = (x - median) / IQR; none", SCALINGS)
+    time_column: int = _field(
+        -1, "index of a time feature to turn into time since the previous observation "
+        "(-1: the data has no time column)", minimum=-1)
+
+    # Model.
+    rnn_type: str = _field("gru", "recurrent layer type", RNN_TYPES)
+    rnn_layers: int = _field(2, "number of stacked recurrent layers", minimum=1, maximum=8)
+    rnn_units: int = _field(32, "units per recurrent layer", minimum=1)
+    bidirectional: bool = _field(False, "wrap each recurrent layer in Bidirectional")
+    dropout: float = _field(0.2, "dropout after each recurrent and the hidden dense layer",
+                            minimum=0.0, maximum=0.9)
+    l2: float = _field(1e-4, "L2 regularisation on every kernel", minimum=0.0)
+    dense_units: int = _field(64, "units of the hidden dense layer before the softmax", minimum=1)
+    context_units: int = _field(
+        0, "units of a small dense branch for the contextual features (0: concatenate them "
+        "unchanged, as the original)", minimum=0)
+
+    # Loss and class imbalance.
+    loss: str = _field("focal", "focal loss, class-weighted (wce) or unweighted (ce) "
+                       "cross-entropy", LOSSES)
+    gamma: float = _field(2.0, "focal-loss focusing parameter", minimum=0.0, maximum=10.0)
+    class_weighting: str = _field(
+        "balanced", "per-class weights (focal alpha, wce weights): balanced = N / (K n_c); "
+        "effective = effective number of samples (Cui et al. 2019)", CLASS_WEIGHTINGS)
+    effective_beta: float = _field(0.999, "beta of effective-number weighting",
+                                   minimum=0.0, maximum=0.999999)
+
+    # Optimisation.
+    learning_rate: float = _field(1e-3, "Adam learning rate", minimum=1e-7, maximum=1.0)
+    batch_size: int = _field(64, "examples per gradient step", minimum=1)
+    epochs: int = _field(100, "maximum number of epochs", minimum=1)
+    patience: int = _field(10, "epochs without improvement of `monitor` before stopping",
+                           minimum=1)
+    monitor: str = _field("val_macro_auc", "validation metric for early stopping and the "
+                          "best epoch", MONITORS)
+    seed: int = _field(42, "seed of every random generator (weights, shuffling, dropout)")
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            expected = _FIELD_TYPES[field.name]
+            # bool is an int subclass; an int where a float is expected is fine.
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, field.name, float(value))
+                value = float(value)
+            is_bool_for_number = expected is not bool and isinstance(value, bool)
+            if not isinstance(value, expected) or is_bool_for_number:
+                raise ConfigError(f"{field.name}: expected {expected.__name__}, got {value!r}")
+            meta = field.metadata
+            if meta["choices"] and value not in meta["choices"]:
+                raise ConfigError(f"{field.name}: {value!r} is not one of {list(meta['choices'])}")
+            if meta["minimum"] is not None and value < meta["minimum"]:
+                raise ConfigError(f"{field.name}: {value!r} is below the minimum {meta['minimum']}")
+            if meta["maximum"] is not None and value > meta["maximum"]:
+                raise ConfigError(f"{field.name}: {value!r} is above the maximum {meta['maximum']}")
+
+    @property
+    def minimise_monitor(self) -> bool:
+        """True when a lower `monitor` value is better."""
+        return self.monitor == "val_loss"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of every field (JSON- and YAML-serialisable)."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **overrides: Any) -> TrainConfig:
+        """A copy with `overrides` applied; unknown names raise ConfigError."""
+        check_known_keys(overrides, "overrides")
+        return dataclasses.replace(self, **overrides)
+
+    def save(self, path: str | Path) -> None:
+        """Write the resolved config as JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        """Read a config from a JSON or YAML file (unknown keys are an error)."""
+        path = Path(path)
+        try:
+            values = yaml.safe_load(path.read_text())
+        except OSError as error:
+            raise ConfigError(f"{path}: cannot read config file ({error.strerror})") from error
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML/JSON ({error})") from error
+        if values is None:
+            values = {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a mapping of config fields, got "
+                              f"{type(values).__name__}")
+        check_known_keys(values, str(path))
+        try:
+            return cls(**values)
+        except ConfigError as error:
+            raise ConfigError(f"{path}: {error}") from error
+
+
+_FIELD_TYPES = {"bool": bool, "int": int, "float": float, "str": str}
+_FIELD_TYPES = {f.name: _FIELD_TYPES[f.type] for f in dataclasses.fields(TrainConfig)}
+DEFAULTS = TrainConfig()
+
+
+def field_names() -> list[str]:
+    """Names of every config field, in declaration order."""
+    return [field.name for field in dataclasses.fields(TrainConfig)]
+
+
+def field_type(name: str) -> type:
+    """Python type (bool, int, float or str) of config field `name`."""
+    return _FIELD_TYPES[name]
+
+
+def field_metadata(name: str) -> dict[str, Any]:
+    """help, choices, minimum and maximum of config field `name`."""
+    return dict(next(f for f in dataclasses.fields(TrainConfig) if f.name == name).metadata)
+
+
+def check_known_keys(values: dict[str, Any], source: str) -> None:
+    """Raise ConfigError naming `source` when `values` holds a key that is not a field."""
+    unknown = sorted(set(values) - set(_FIELD_TYPES))
+    if unknown:
+        raise ConfigError(f"{source}: unknown config key(s) {unknown}; known keys: "
+                          f"{field_names()}")

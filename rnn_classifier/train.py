@@ -1,0 +1,311 @@
+"""Training: scaling, class weights, early stopping, checkpoints and resume.
+
+`train()` is the one training entry point: the CLI, each Kubeflow `train`
+step and each Katib trial call it. Every epoch prints one line of
+`name=value` pairs, the format Katib's StdOut metrics collector parses:
+
+    epoch=3 loss=0.41 accuracy=0.93 val_loss=0.44 val_accuracy=0.92 val_macro_f1=0.71 \
+        val_macro_auc=0.95  (one line)
+
+A checkpoint is written after every epoch, so a killed run continues from
+its last finished epoch with `resume=True`. Nothing but the checkpoint is
+written before training finishes; the model folder's final files appear
+only when the run has succeeded.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from rnn_classifier.config import TrainConfig
+from rnn_classifier.data import Dataset, Scaler, Split, load_dataset
+
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "config.json"
+SCALER_FILE = "scaler.json"
+CLASSES_FILE = "classes.txt"
+HISTORY_FILE = "history.csv"
+TRAINING_METRICS_FILE = "training_metrics.json"
+CHECKPOINT_DIR = "checkpoint"
+STATE_FILE = "state.json"
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1",
+                "val_macro_auc")
+
+
+class TrainError(RuntimeError):
+    """A training run that cannot start (e.g. an output folder in the way)."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a finished run produced."""
+
+    model_dir: Path
+    best_epoch: int
+    best_metrics: dict[str, float]
+    epochs_run: int
+
+
+def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """(N, K) float32 one-hot targets from integer labels."""
+    return np.eye(n_classes, dtype=np.float32)[labels]
+
+
+def macro_scores(labels: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    """Macro-F1 and macro one-vs-rest ROC-AUC (binary: AUC of the positive column).
+
+    A class absent from `labels` is left out of the AUC average (its AUC is
+    undefined); NaN is returned only when no class has a defined AUC.
+    """
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    n_classes = proba.shape[1]
+    predicted = proba.argmax(axis=1)
+    macro_f1 = f1_score(labels, predicted, labels=np.unique(labels), average="macro",
+                        zero_division=0)
+    aucs = [roc_auc_score(labels == c, proba[:, c]) for c in range(n_classes)
+            if 0 < (labels == c).sum() < len(labels)]
+    if n_classes == 2 and aucs:
+        aucs = [roc_auc_score(labels == 1, proba[:, 1])]
+    return {"macro_f1": float(macro_f1),
+            "macro_auc": float(np.mean(aucs)) if aucs else float("nan")}
+
+
+def format_metrics(values: dict[str, float]) -> str:
+    """One `name=value` line as Katib's StdOut collector expects."""
+    return " ".join(f"{name}={value:.6g}" if isinstance(value, float) else f"{name}={value}"
+                    for name, value in values.items())
+
+
+class _EpochRecorder:
+    """Keras callback: validation macro scores, early stopping, checkpoint, the log line.
+
+    One callback rather than four, because their order matters (the stopping
+    decision needs the macro scores; the checkpoint needs the stopping state)
+    and their state must be saved and restored together for an exact resume.
+    """
+
+    def __init__(self, config: TrainConfig, validation_inputs: dict, validation_labels,
+                 checkpoint_dir: Path, state: dict, log: Callable[[str], None]):
+        import keras
+
+        class Callback(keras.callbacks.Callback):
+            def on_epoch_end(callback, epoch, logs=None):  # noqa: N805 - closure over self
+                self.on_epoch_end(callback.model, epoch, logs or {})
+
+        self.callback = Callback()
+        self.config = config
+        self.validation_inputs = validation_inputs
+        self.validation_labels = validation_labels
+        self.checkpoint_dir = checkpoint_dir
+        self.state = state
+        self.log = log
+        self.started = time.monotonic()
+
+    def improved(self, value: float, val_loss: float) -> bool:
+        """Better monitor value; on a tie, lower validation loss.
+
+        The tie-break matters on easy data: validation AUC often reaches 1.0
+        within a few epochs, and without it the first such epoch would be
+        kept however much the model still improves afterwards.
+        """
+        best = self.state["best_value"]
+        if not np.isfinite(value):
+            return False
+        if best is None:
+            return True
+        if value == best:
+            return np.isfinite(val_loss) and val_loss < self.state["best_loss"]
+        return value < best if self.config.minimise_monitor else value > best
+
+    def on_epoch_end(self, model, epoch: int, logs: dict) -> None:
+        proba = model.predict(self.validation_inputs, batch_size=1024, verbose=0)
+        scores = macro_scores(self.validation_labels, proba)
+        logs["val_macro_f1"] = scores["macro_f1"]
+        logs["val_macro_auc"] = scores["macro_auc"]
+        row = {"epoch": epoch + 1, **{key: float(logs.get(key, float("nan")))
+                                      for key in HISTORY_KEYS}}
+        self.state["history"].append(row)
+        value = row[self.config.monitor]
+        best_weights = self.checkpoint_dir / f"best-{epoch + 1}.weights.h5"
+        if self.improved(value, row["val_loss"]):
+            self.state.update(best_value=value, best_loss=row["val_loss"], best_epoch=epoch + 1,
+                              wait=0)
+            model.save_weights(best_weights)
+        else:
+            self.state["wait"] += 1
+        if self.state["wait"] >= self.config.patience:
+            model.stop_training = True
+            self.state["stopped_early"] = True
+        self.state["epoch"] = epoch + 1
+        self._save_checkpoint(model, epoch + 1)
+        self.log(format_metrics(row))
+
+    def _save_checkpoint(self, model, epoch: int) -> None:
+        # Each epoch's files get new names and state.json, replaced atomically,
+        # names the current ones: a kill at any instant leaves a consistent
+        # checkpoint (the previous one, or this one).
+        model_file = f"last-{epoch}.keras"
+        model.save(self.checkpoint_dir / model_file)
+        self.state["model_file"] = model_file
+        if self.state["best_epoch"] == epoch:
+            self.state["best_weights_file"] = f"best-{epoch}.weights.h5"
+        temporary = self.checkpoint_dir / (STATE_FILE + ".tmp")
+        temporary.write_text(json.dumps(self.state, indent=1))
+        os.replace(temporary, self.checkpoint_dir / STATE_FILE)
+        keep = {self.state["model_file"], self.state.get("best_weights_file"), STATE_FILE}
+        for path in self.checkpoint_dir.iterdir():
+            if path.name not in keep:
+                path.unlink()
+
+
+def _prepare_output(output_dir: Path, config: TrainConfig, resume: bool,
+                    overwrite: bool) -> dict | None:
+    """Check the output folder; return the checkpoint state to resume from, if any."""
+    checkpoint = output_dir / CHECKPOINT_DIR / STATE_FILE
+    if (output_dir / MODEL_FILE).exists() and not overwrite:
+        raise TrainError(f"{output_dir}: already holds a trained model; choose another "
+                         "--output-dir or pass --overwrite")
+    if checkpoint.exists() and not overwrite:
+        if not resume:
+            raise TrainError(f"{output_dir}: holds an unfinished run; pass --resume to "
+                             "continue it or --overwrite to start again")
+        state = json.loads(checkpoint.read_text())
+        if state["config"] != config.to_dict():
+            changed = sorted(key for key, value in config.to_dict().items()
+                             if state["config"].get(key) != value)
+            raise TrainError(f"{checkpoint}: was written with a different config (differs in "
+                             f"{changed}); resume with the same settings or --overwrite")
+        return state
+    return None
+
+
+def prepare_arrays(split: Split, scaler: Scaler) -> dict:
+    """Scaled model inputs of one split."""
+    from rnn_classifier.model import model_inputs
+
+    return model_inputs(*scaler.transform(split.time_features, split.contextual_features))
+
+
+def train(config: TrainConfig, data_dir: str | Path, output_dir: str | Path,
+          resume: bool = False, overwrite: bool = False,
+          log: Callable[[str], None] | None = None) -> TrainResult:
+    """Train one model and write its folder.
+
+    Args:
+        config: every hyperparameter.
+        data_dir: folder holding the data contract files.
+        output_dir: model folder to write: model.keras, config.json,
+            scaler.json, classes.txt, history.csv, training_metrics.json.
+        resume: continue an interrupted run from its last checkpoint.
+        overwrite: replace an existing model or checkpoint in output_dir.
+        log: where progress lines go (default: stdout, flushed per line).
+
+    Returns:
+        TrainResult with the best epoch's validation figures.
+
+    Raises:
+        DataError: the data is invalid (nothing is written).
+        TrainError: output_dir is in the way (nothing is written).
+    """
+    log = log or (lambda line: print(line, flush=True))
+    output_dir = Path(output_dir)
+    state = _prepare_output(output_dir, config, resume, overwrite)
+    dataset = load_dataset(data_dir, mixed=config.mixed, mask_value=config.mask_value)
+    scaler = Scaler.fit(dataset["train"], config.scaling, config.mask_value,
+                        config.time_column)
+
+    import keras
+
+    from rnn_classifier.losses import class_weights, make_loss
+    from rnn_classifier.model import build_model
+
+    train_split, validation_split = dataset["train"], dataset["validation"]
+    train_inputs = prepare_arrays(train_split, scaler)
+    validation_inputs = prepare_arrays(validation_split, scaler)
+    weights = class_weights(train_split.labels, dataset.n_classes, config.class_weighting,
+                            config.effective_beta)
+
+    checkpoint_dir = output_dir / CHECKPOINT_DIR
+    if overwrite and output_dir.exists():
+        shutil.rmtree(output_dir)
+    # Offset by the epoch so a resumed run does not replay epoch 1's shuffles.
+    keras.utils.set_random_seed(config.seed + (state["epoch"] if state else 0))
+    if state is None:
+        model = build_model(config, train_split.time_features.shape[2],
+                            0 if train_split.contextual_features is None
+                            else train_split.contextual_features.shape[1],
+                            dataset.n_classes)
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                      loss=make_loss(config.loss, weights, config.gamma),
+                      metrics=["accuracy"])
+        state = {"config": config.to_dict(), "epoch": 0, "best_value": None, "best_loss": None,
+                 "best_epoch": 0,
+                 "wait": 0, "stopped_early": False, "history": []}
+    else:
+        model = keras.models.load_model(checkpoint_dir / state["model_file"])
+        log(f"resuming from epoch {state['epoch']} (best {config.monitor}="
+            f"{state['best_value']} at epoch {state['best_epoch']})")
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+
+    n_train = len(train_split)
+    log(f"training {config.rnn_type}/{config.loss} on {n_train} examples, validating on "
+        f"{len(validation_split)}; classes {dataset.class_names} with weights "
+        f"{np.round(weights, 3).tolist()}")
+    recorder = _EpochRecorder(config, validation_inputs, validation_split.labels,
+                              checkpoint_dir, state, log)
+    if state["epoch"] < config.epochs and not state["stopped_early"]:
+        model.fit(train_inputs, one_hot(train_split.labels, dataset.n_classes),
+                  validation_data=(validation_inputs,
+                                   one_hot(validation_split.labels, dataset.n_classes)),
+                  batch_size=config.batch_size, epochs=config.epochs,
+                  initial_epoch=state["epoch"], shuffle=True, verbose=0,
+                  callbacks=[recorder.callback])
+    if state["best_epoch"] == 0:
+        raise TrainError(f"no epoch produced a finite {config.monitor}; the run diverged "
+                         "(try a lower learning rate)")
+    model.load_weights(checkpoint_dir / state["best_weights_file"])
+    best = next(row for row in state["history"] if row["epoch"] == state["best_epoch"])
+    _write_model_folder(output_dir, model, config, scaler, dataset, state, best)
+    shutil.rmtree(checkpoint_dir)
+    log(f"best epoch {state['best_epoch']}: " + format_metrics(
+        {key: value for key, value in best.items() if key != "epoch"}))
+    return TrainResult(output_dir, state["best_epoch"], best, state["epoch"])
+
+
+def _write_model_folder(output_dir: Path, model, config: TrainConfig, scaler: Scaler,
+                        dataset: Dataset, state: dict, best: dict) -> None:
+    """Write every file `predict` needs, each appearing whole (write, then rename)."""
+    staging = output_dir / ".staging"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir()
+    model.save(staging / MODEL_FILE)
+    config.save(staging / CONFIG_FILE)
+    scaler.save(staging / SCALER_FILE)
+    (staging / CLASSES_FILE).write_text("\n".join(dataset.class_names) + "\n")
+    with (staging / HISTORY_FILE).open("w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=["epoch", *HISTORY_KEYS])
+        writer.writeheader()
+        writer.writerows(state["history"])
+    (staging / TRAINING_METRICS_FILE).write_text(json.dumps({
+        "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
+        "stopped_early": state["stopped_early"], "monitor": config.monitor,
+        "validation": {key: value for key, value in best.items() if key != "epoch"},
+    }, indent=2) + "\n")
+    # model.keras goes last: its presence marks a complete model folder.
+    names = sorted(path.name for path in staging.iterdir())
+    names.remove(MODEL_FILE)
+    for name in [*names, MODEL_FILE]:
+        os.replace(staging / name, output_dir / name)
+    staging.rmdir()
+

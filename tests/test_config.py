@@ -1,0 +1,68 @@
+"""The one config dataclass, its YAML files and the CLI flags derived from it."""
+
+import dataclasses
+
+import pytest
+
+from rnn_classifier import cli
+from rnn_classifier.config import DEFAULTS, ConfigError, TrainConfig, field_names
+
+
+def test_config_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        DEFAULTS.rnn_units = 3
+
+
+def test_every_field_has_a_flag_and_flags_override_yaml(tmp_path):
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text("rnn_units: 48\nloss: wce\nlearning_rate: 0.01\n")
+    args = cli.build_parser().parse_args([
+        "train", "--data-dir", "d", "--output-dir", "o", "--config", str(config_file),
+        "--loss", "ce", "--bidirectional=true", "--no-mixed", "--l2", "0"])
+    config = cli.resolve_config(args)
+    assert (config.rnn_units, config.loss, config.learning_rate) == (48, "ce", 0.01)
+    assert config.bidirectional is True and config.mixed is False and config.l2 == 0.0
+    assert config.epochs == DEFAULTS.epochs
+    help_text = cli.build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    for name in field_names():
+        assert cli.flag_name(name) in help_text
+
+
+def test_katib_style_bool_flags():
+    parser = cli.build_parser()
+    for text, expected in (("--mixed=false", False), ("--mixed=True", True), ("--mixed", True)):
+        args = parser.parse_args(["train", "--data-dir", "d", "--output-dir", "o", text])
+        assert cli.resolve_config(args).mixed is expected
+
+
+def test_unknown_yaml_key_names_the_file_and_key(tmp_path):
+    config_file = tmp_path / "bad.yaml"
+    config_file.write_text("rnn_units: 8\nrnn_unit: 9\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*unknown config key.*rnn_unit'"):
+        TrainConfig.load(config_file)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"rnn_type": "transformer"}, "rnn_type: 'transformer' is not one of"),
+    ({"dropout": 1.5}, "dropout: 1.5 is above the maximum"),
+    ({"rnn_units": 0}, "rnn_units: 0 is below the minimum"),
+    ({"epochs": 2.5}, "epochs: expected int"),
+    ({"mixed": "yes"}, "mixed: expected bool"),
+])
+def test_invalid_values_are_rejected(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        DEFAULTS.replace(**overrides)
+
+
+def test_unknown_flag_is_an_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--data-dir", "d", "--output-dir", "o", "--rnn-unit", "3"])
+    assert exit_info.value.code == 2
+    assert "--rnn-unit" in capsys.readouterr().err
+
+
+def test_saved_config_round_trips(tmp_path):
+    config = DEFAULTS.replace(loss="wce", rnn_units=7, learning_rate=3e-4)
+    config.save(tmp_path / "config.json")
+    assert TrainConfig.load(tmp_path / "config.json") == config
+    assert TrainConfig(learning_rate=1).learning_rate == 1.0

@@ -1,0 +1,76 @@
+"""Losses and class weights against values computed by hand."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from rnn_classifier.config import DEFAULTS
+from rnn_classifier.losses import FocalLoss, WeightedCrossEntropy, class_weights, make_loss
+from rnn_classifier.model import build_model
+
+
+def test_balanced_weights_are_n_over_k_n_c():
+    weights = class_weights(np.array([0, 0, 0, 1]), 2, "balanced")
+    np.testing.assert_allclose(weights, [4 / (2 * 3), 4 / (2 * 1)])
+
+
+def test_effective_number_weights_by_hand():
+    beta = 0.9
+    raw = np.array([(1 - beta) / (1 - beta**3), (1 - beta) / (1 - beta**1)])
+    # Rescaled so the mean weight over the 4 training examples is 1.
+    expected = raw * 4 / (3 * raw[0] + raw[1])
+    weights = class_weights(np.array([0, 0, 0, 1]), 2, "effective", beta)
+    np.testing.assert_allclose(weights, expected)
+    np.testing.assert_allclose(weights, [0.700525, 1.898424], atol=1e-6)
+
+
+def test_absent_class_gets_zero_weight_and_none_gives_ones():
+    np.testing.assert_allclose(class_weights(np.array([0, 0, 2]), 3, "balanced"), [0.5, 0, 1])
+    np.testing.assert_allclose(class_weights(np.array([0, 0, 2]), 3, "none"), [1, 1, 1])
+
+
+def test_focal_loss_by_hand():
+    y_true = np.array([[0, 1, 0], [0, 0, 1]], dtype="float32")
+    y_pred = np.array([[0.2, 0.7, 0.1], [0.5, 0.4, 0.1]], dtype="float32")
+    loss = FocalLoss(gamma=2.0, alpha=[1.0, 2.0, 3.0])(y_true, y_pred)
+    first = -2.0 * 0.3**2 * math.log(0.7)
+    second = -3.0 * 0.9**2 * math.log(0.1)
+    assert float(loss) == pytest.approx((first + second) / 2, rel=1e-5)
+
+
+def test_focal_loss_with_gamma_zero_is_cross_entropy():
+    y_true = np.eye(3, dtype="float32")[[0, 2, 1]]
+    y_pred = np.array([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6], [0.1, 0.8, 0.1]], dtype="float32")
+    focal = float(FocalLoss(gamma=0.0)(y_true, y_pred))
+    crossentropy = float(keras.losses.CategoricalCrossentropy()(y_true, y_pred))
+    assert focal == pytest.approx(crossentropy, rel=1e-5)
+
+
+def test_weighted_cross_entropy_by_hand():
+    y_true = np.array([[1, 0, 0], [0, 0, 1]], dtype="float32")
+    y_pred = np.array([[0.5, 0.25, 0.25], [0.3, 0.6, 0.1]], dtype="float32")
+    loss = WeightedCrossEntropy(weights=[1.0, 2.0, 3.0])(y_true, y_pred)
+    assert float(loss) == pytest.approx((-math.log(0.5) - 3 * math.log(0.1)) / 2, rel=1e-5)
+    unweighted = make_loss("ce", np.array([1.0, 2.0, 3.0]), 2.0)(y_true, y_pred)
+    assert float(unweighted) == pytest.approx((-math.log(0.5) - math.log(0.1)) / 2, rel=1e-5)
+
+
+def test_confident_correct_predictions_stay_finite():
+    y_true = np.array([[1.0, 0.0]], dtype="float32")
+    y_pred = np.array([[1.0, 0.0]], dtype="float32")
+    assert np.isfinite(float(FocalLoss(alpha=[1.0, 1.0])(y_true, y_pred)))
+    assert np.isfinite(float(WeightedCrossEntropy()(np.array([[0.0, 1.0]]), y_pred)))
+
+
+@pytest.mark.parametrize("name", ["focal", "wce"])
+def test_per_class_weights_survive_save_and_safe_load(tmp_path, name):
+    model = build_model(DEFAULTS.replace(rnn_units=4, dense_units=4), 3, 2, 3)
+    model.compile(optimizer="adam", loss=make_loss(name, np.array([0.5, 1.5, 7.25]), 1.5))
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras", safe_mode=True)
+    config = loaded.loss.get_config()
+    assert config.get("alpha", config.get("weights")) == [0.5, 1.5, 7.25]
+    if name == "focal":
+        assert config["gamma"] == 1.5
