@@ -55,8 +55,8 @@ def data_path(data_dir: str | Path, split: str, kind: str) -> Path:
 def read_npy_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
     """Check a .npy file's header against the file and return (shape, dtype).
 
-    Raises DataError for a missing, empty, non-.npy, truncated or oversized
-    file, an object/pickled dtype, or a header claiming an absurd size.
+    Raises DataError for a missing, unreadable, empty, non-.npy, truncated or
+    oversized file, an object/pickled dtype, or a header claiming an absurd size.
     """
     path = Path(path)
     if not path.is_file():
@@ -485,7 +485,7 @@ class Scaler:
             time = time.copy()
             time[..., self.time_column] = _time_deltas(time[..., self.time_column], real)
         scaled = _scale_and_clip(self.time, time)
-        scaled = np.asarray(scaled).astype(np.float32)
+        scaled = np.where(real[..., None], scaled, self.mask_value).astype(np.float32)
         context = None
         if contextual_features is not None and self.context is not None:
             context = _scale_and_clip(self.context, contextual_features).astype(np.float32)

@@ -157,13 +157,16 @@ def _mag_to_flux(mag: np.ndarray) -> np.ndarray:
 
 def _reference_magnitudes(rng: np.random.Generator, n: int) -> np.ndarray:
     # Inverse CDF of N(<m) ∝ 10^(slope m) between the bright and faint limits.
-    low, high = 10.0 ** (_EUCLIDEAN_SLOPE * _BRIGHTEST_MAG), 10.0 ** (_EUCLIDEAN_SLOPE * _FAINTEST_MAG)
+    low, high = (
+        10.0 ** (_EUCLIDEAN_SLOPE * _BRIGHTEST_MAG),
+        10.0 ** (_EUCLIDEAN_SLOPE * _FAINTEST_MAG),
+    )
     return np.log10(low + rng.uniform(size=n) * (high - low)) / _EUCLIDEAN_SLOPE
 
 
 def _observation_counts(rng: np.random.Generator, n: int, max_obs: int) -> np.ndarray:
     short_max = min(_SHORT_CURVE_MAX_OBS, max_obs)
-    short = np.floor(_log_uniform(rng, 1.0, short_max + 1.0, n)).astype(np.int64)
+    short = rng.integers(1, short_max + 1, n)
     long = rng.integers(short_max, max_obs + 1, n)
     is_short = rng.uniform(size=n) < _SHORT_CURVE_FRACTION
     return np.clip(np.where(is_short, short, long), 1, max_obs)
@@ -199,7 +202,9 @@ def _variable_star_magnitudes(rng: np.random.Generator, times: np.ndarray) -> np
     sinusoid = 0.5 * np.sin(2.0 * np.pi * phase)
 
     rise_fraction = rng.uniform(0.08, 0.3, (n, 1))
-    brightness = np.where(phase < rise_fraction, phase / rise_fraction, (1.0 - phase) / (1.0 - rise_fraction))
+    brightness = np.where(
+        phase < rise_fraction, phase / rise_fraction, (1.0 - phase) / (1.0 - rise_fraction)
+    )
     pulsator = 0.5 - brightness
 
     width = rng.uniform(0.02, 0.08, (n, 1))
@@ -216,7 +221,9 @@ def _variable_star_magnitudes(rng: np.random.Generator, times: np.ndarray) -> np
     return amplitude * shape
 
 
-def _supernova_flux_ratio(rng: np.random.Generator, times: np.ndarray, n_obs: np.ndarray) -> np.ndarray:
+def _supernova_flux_ratio(
+    rng: np.random.Generator, times: np.ndarray, n_obs: np.ndarray
+) -> np.ndarray:
     """Flux above quiescence in units of the quiescent flux (n, T), Bazin-shaped."""
     n = times.shape[0]
     tau_rise = _log_uniform(rng, *_SN_RISE_DAYS, (n, 1))
@@ -254,7 +261,9 @@ def _observe(rng: np.random.Generator, true_flux: np.ndarray) -> tuple[np.ndarra
     conditions = np.clip(np.exp(0.3 * rng.standard_normal(true_flux.shape)), 0.5, 3.0)
     positive = np.maximum(true_flux, 0.0)
     flux_err = np.sqrt(
-        (_SKY_SIGMA_UJY * conditions) ** 2 + _POISSON_GAIN_UJY * positive + (_CALIBRATION_FLOOR * positive) ** 2
+        (_SKY_SIGMA_UJY * conditions) ** 2
+        + _POISSON_GAIN_UJY * positive
+        + (_CALIBRATION_FLOOR * positive) ** 2
     )
     return true_flux + flux_err * rng.standard_normal(true_flux.shape), flux_err
 
@@ -319,7 +328,9 @@ def _simulate_class(
     time_features = np.stack([times, flux, flux_err], axis=2)
     padded = np.arange(max_obs)[None, :] >= n_obs[:, None]
     time_features[padded] = mask_value
-    return time_features.astype(np.float32), _contextual_features(rng, class_name, n).astype(np.float32)
+    return time_features.astype(np.float32), _contextual_features(rng, class_name, n).astype(
+        np.float32
+    )
 
 
 def _split_sizes(n: int, fractions: Sequence[float]) -> np.ndarray:
@@ -336,7 +347,9 @@ def _validate_arguments(
 ) -> None:
     for class_name, count in counts.items():
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
-            raise ValueError(f"n_{class_name.lower()} must be a non-negative integer, got {count!r}")
+            raise ValueError(
+                f"n_{class_name.lower()} must be a non-negative integer, got {count!r}"
+            )
     if sum(counts.values()) == 0:
         raise ValueError("at least one class needs a positive count")
     if isinstance(max_obs, bool) or not isinstance(max_obs, (int, np.integer)) or max_obs < 1:
@@ -394,11 +407,17 @@ def simulate_survey(
     class_streams = np.random.SeedSequence(seed).spawn(len(CLASS_NAMES) + 1)
     split_rng = np.random.default_rng(class_streams[-1])
 
-    parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {name: [] for name in SPLIT_NAMES}
+    parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {
+        name: [] for name in SPLIT_NAMES
+    }
     for class_index, class_name in enumerate(CLASS_NAMES):
         n = int(counts[class_name])
         time_features, contextual = _simulate_class(
-            np.random.default_rng(class_streams[class_index]), class_name, n, max_obs, float(mask_value)
+            np.random.default_rng(class_streams[class_index]),
+            class_name,
+            n,
+            max_obs,
+            float(mask_value),
         )
         labels = np.zeros((n, len(CLASS_NAMES)), dtype=np.float32)
         labels[:, class_index] = 1.0
@@ -411,7 +430,9 @@ def simulate_survey(
 
     survey = {}
     for split_name in SPLIT_NAMES:
-        time_features, contextual, labels = (np.concatenate(arrays) for arrays in zip(*parts[split_name], strict=True))
+        time_features, contextual, labels = (
+            np.concatenate(arrays) for arrays in zip(*parts[split_name], strict=True)
+        )
         shuffle = split_rng.permutation(len(labels))
         survey[split_name] = {
             "time_features": np.ascontiguousarray(time_features[shuffle]),
@@ -505,27 +526,42 @@ def write_survey(
         missing = [name for name in ARRAY_NAMES if name not in survey.get(split_name, {})]
         if missing:
             raise ValueError(f"survey split {split_name!r} lacks {', '.join(missing)}")
-        n_classes = np.shape(survey[split_name]["labels"])[-1]
+        label_shape = np.shape(survey[split_name]["labels"])
+        if len(label_shape) != 2:
+            raise ValueError(
+                f"labels of split {split_name!r} must be 2-D one-hot, got shape {label_shape}"
+            )
+        n_classes = label_shape[1]
         if n_classes != len(class_names):
-            raise ValueError(f"{len(class_names)} class names for {n_classes} label columns in {split_name!r}")
+            raise ValueError(
+                f"{len(class_names)} class names for {n_classes} label columns in {split_name!r}"
+            )
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
-        raise FileExistsError(errno.EEXIST, "output folder exists and is not empty", str(output_dir))
+        raise FileExistsError(
+            errno.EEXIST, "output folder exists and is not empty", str(output_dir)
+        )
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
+    staging = pathlib.Path(
+        tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent)
+    )
     try:
         for split_name in SPLIT_NAMES:
             for array_name in ARRAY_NAMES:
                 array = np.asarray(survey[split_name][array_name], dtype=np.float32)
                 np.save(staging / f"{split_name}_{array_name}.npy", array, allow_pickle=False)
-        (staging / "classes.txt").write_text("".join(f"{name}\n" for name in class_names), encoding="utf-8")
+        (staging / "classes.txt").write_text(
+            "".join(f"{name}\n" for name in class_names), encoding="utf-8"
+        )
         staging.chmod(0o755)  # mkdtemp makes it private; the data set is not.
         try:
             # rename() replaces an empty folder atomically and refuses a full one.
             os.rename(staging, output_dir)
         except OSError as error:
             if error.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
-                raise FileExistsError(errno.EEXIST, "output folder exists and is not empty", str(output_dir)) from error
+                raise FileExistsError(
+                    errno.EEXIST, "output folder exists and is not empty", str(output_dir)
+                ) from error
             raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
