@@ -3,10 +3,21 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DATA_DIR ?= data/simulated_survey
-DEMO_DIR ?= runs/demo
+PIPELINE_ROOT ?= runs
+PIPELINE := build/training_pipeline.yaml
+# Compile-time choices: the image every step runs, and a GPU for the train step.
+IMAGE ?= ghcr.io/goto-survey/rnn-classifier:0.1.0
+GPU ?= 0
+# Kubeflow: endpoint, experiment and pipeline name for upload/submit.
+KFP_ENDPOINT ?= http://localhost:8080
+EXPERIMENT ?= rnn-classifier
+PIPELINE_NAME ?= rnn-classifier-training
+DATA_URI ?= gs://YOUR_BUCKET/survey/reference
+# The simulated survey's column 0 is time in days: train on time since the previous observation.
+DEMO_SETTINGS ?= --set time_column=0
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint clean
+.PHONY: help venv demo test lint compile upload submit image push clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,17 +35,36 @@ venv: $(BIN)/rnn-classifier ## create .venv from requirements.lock
 $(DATA_DIR)/train_labels.npy: | $(BIN)/rnn-classifier
 	$(BIN)/rnn-classifier simulate --output-dir $(DATA_DIR)
 
-demo: $(BIN)/rnn-classifier $(DATA_DIR)/train_labels.npy ## simulate the survey (once), train GRU + focal loss, evaluate
-	$(BIN)/rnn-classifier train --data-dir $(DATA_DIR) --output-dir $(DEMO_DIR)/model \
-		--time-column 0 --overwrite
-	$(BIN)/rnn-classifier evaluate --data-dir $(DATA_DIR) --model-dir $(DEMO_DIR)/model
+demo: $(BIN)/rnn-classifier $(DATA_DIR)/train_labels.npy ## run the compiled pipeline on the simulated survey under kfp.local
+	$(BIN)/python -m pipelines.compile --output $(PIPELINE) --image $(IMAGE)
+	$(BIN)/python -m pipelines.run_local --pipeline $(PIPELINE) --data-uri $(DATA_DIR) \
+		--pipeline-root $(PIPELINE_ROOT) $(DEMO_SETTINGS)
 
-test: $(BIN)/rnn-classifier ## run the test suite and the linter
-	$(BIN)/ruff check rnn_classifier tests benchmarks
+test: $(BIN)/rnn-classifier ## run the tests and the linter
+	$(BIN)/ruff check rnn_classifier components pipelines tests benchmarks
 	$(BIN)/python -m pytest -q
 
 lint: $(BIN)/rnn-classifier ## ruff
-	$(BIN)/ruff check rnn_classifier tests benchmarks
+	$(BIN)/ruff check rnn_classifier components pipelines tests benchmarks
 
-clean: ## remove build outputs and runs (keeps .venv and data)
+compile: $(BIN)/rnn-classifier ## compile build/training_pipeline.yaml (IMAGE=..., GPU=1)
+	$(BIN)/python -m pipelines.compile --output $(PIPELINE) --image $(IMAGE) \
+		$(if $(filter 1,$(GPU)),--gpu,)
+
+upload: compile ## upload the pipeline to $(KFP_ENDPOINT): a new version, or a new pipeline the first time
+	$(BIN)/kfp --endpoint $(KFP_ENDPOINT) pipeline create-version -n $(PIPELINE_NAME) \
+		-v $(PIPELINE_NAME)-$$(date +%Y%m%d-%H%M%S) $(PIPELINE) || \
+	$(BIN)/kfp --endpoint $(KFP_ENDPOINT) pipeline create -p $(PIPELINE_NAME) $(PIPELINE)
+
+submit: compile ## start a run: kfp run create -e $(EXPERIMENT) (DATA_URI=gs://...)
+	$(BIN)/kfp --endpoint $(KFP_ENDPOINT) run create -e $(EXPERIMENT) -f $(PIPELINE) \
+		-r $(PIPELINE_NAME)-$$(date +%Y%m%d-%H%M%S) data_uri=$(DATA_URI)
+
+image: ## build the image with docker (GPU=1: docker/Dockerfile.gpu)
+	docker build -f docker/Dockerfile$(if $(filter 1,$(GPU)),.gpu,) -t $(IMAGE) .
+
+push: image ## push the image to its registry
+	docker push $(IMAGE)
+
+clean: ## remove build outputs and local runs (keeps .venv and data)
 	rm -rf build runs .pytest_cache

@@ -381,6 +381,24 @@ def _time_deltas(time: np.ndarray, real: np.ndarray) -> np.ndarray:
     return np.where(real, deltas, time)
 
 
+def _with_time_deltas(time_features: np.ndarray, real: np.ndarray, time_column: int
+                      ) -> np.ndarray:
+    """float64 copy with column `time_column` as time since the previous observation.
+
+    Raises DataError when time goes backwards: observations must be in time order.
+    """
+    time = np.array(time_features, dtype=np.float64)
+    if time_column < 0:
+        return time
+    time[..., time_column] = _time_deltas(time[..., time_column], real)
+    backwards = real & (time[..., time_column] < 0)
+    if backwards.any():
+        row, step = np.argwhere(backwards)[0]
+        raise DataError(f"time column {time_column} decreases at row {row}, step {step}; "
+                        "expected observations in time order (or set --time-column -1)")
+    return time
+
+
 def _safe_scale(*candidates: float) -> float:
     """The first candidate that is a usable divisor; 1.0 for a constant feature."""
     for value in candidates:
@@ -466,11 +484,8 @@ class Scaler:
         if not -1 <= time_column < n_features:
             raise DataError(f"time_column {time_column} is out of range: the time features "
                             f"have {n_features} columns (use -1 for no time column)")
-        time = np.asarray(train.time_features, dtype=np.float64)
-        real = ~padding_mask(time, mask_value)
-        if time_column >= 0:
-            time = time.copy()
-            time[..., time_column] = _time_deltas(time[..., time_column], real)
+        real = ~padding_mask(train.time_features, mask_value)
+        time = _with_time_deltas(train.time_features, real, time_column)
         context = None
         if train.contextual_features is not None:
             context = FeatureScaler.fit(train.contextual_features, method)
@@ -479,11 +494,8 @@ class Scaler:
     def transform(self, time_features: np.ndarray, contextual_features: np.ndarray | None
                   ) -> tuple[np.ndarray, np.ndarray | None]:
         """Scaled float32 copies; padding steps keep exactly the mask value."""
-        time = np.asarray(time_features, dtype=np.float64)
-        real = ~padding_mask(time, self.mask_value)
-        if self.time_column >= 0:
-            time = time.copy()
-            time[..., self.time_column] = _time_deltas(time[..., self.time_column], real)
+        real = ~padding_mask(time_features, self.mask_value)
+        time = _with_time_deltas(time_features, real, self.time_column)
         scaled = _scale_and_clip(self.time, time)
         scaled = np.where(real[..., None], scaled, self.mask_value).astype(np.float32)
         context = None

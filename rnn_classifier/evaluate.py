@@ -827,6 +827,9 @@ body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif;
        margin: 1.5em auto; max-width: 1100px; color: #222; padding: 0 1em; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; }
 table { border-collapse: collapse; margin: .5em 0 1.2em; }
+/* A wide table scrolls inside its box instead of widening the page
+   (narrow windows, the Kubeflow UI's artifact pane, many classes). */
+.table-scroll { overflow-x: auto; max-width: 100%; }
 th, td { border: 1px solid #ccc; padding: .3em .7em; text-align: right; }
 th { background: #f3f3f3; } td.name, th.name { text-align: left; }
 figure { display: inline-block; margin: .5em 1em 1em 0; vertical-align: top; }
@@ -869,7 +872,10 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         + "</tr>"
         for cells in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return (
+        f'<div class="table-scroll"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
 
 
 def _figure_html(key: str, path: Path) -> str:

@@ -131,6 +131,8 @@ _SHORT_CURVE_MAX_OBS = 10
 
 _TYPICAL_GAP_DAYS = (0.7, 6.0)
 _VS_PERIOD_DAYS = (0.1, 100.0)
+_VS_PERIOD_MEDIAN_DAYS = 0.5
+_VS_LOG10_PERIOD_SCATTER = 0.5
 _VS_AMPLITUDE_MAG = (0.15, 1.5)
 _SN_RISE_DAYS = (1.5, 8.0)
 _SN_DECLINE_DAYS = (15.0, 80.0)
@@ -194,7 +196,10 @@ def _observation_times(rng: np.random.Generator, n_obs: np.ndarray, max_obs: int
 def _variable_star_magnitudes(rng: np.random.Generator, times: np.ndarray) -> np.ndarray:
     """Magnitude offsets (n, T) of periodic variables: sinusoid, pulsator or eclipsing."""
     n = times.shape[0]
-    period = _log_uniform(rng, *_VS_PERIOD_DAYS, (n, 1))
+    # Log-normal: most catalogued periodic variables are sub-day contact
+    # binaries and RR Lyrae, with a tail of Cepheid-like periods.
+    log_period = rng.normal(np.log10(_VS_PERIOD_MEDIAN_DAYS), _VS_LOG10_PERIOD_SCATTER, (n, 1))
+    period = np.clip(10.0**log_period, *_VS_PERIOD_DAYS)
     amplitude = _log_uniform(rng, *_VS_AMPLITUDE_MAG, (n, 1))
     phase = np.mod(times / period + rng.uniform(size=(n, 1)), 1.0)
     kind = rng.choice(3, size=(n, 1), p=(0.30, 0.35, 0.35))
@@ -221,10 +226,10 @@ def _variable_star_magnitudes(rng: np.random.Generator, times: np.ndarray) -> np
     return amplitude * shape
 
 
-def _supernova_flux_ratio(
+def _supernova_relative_flux(
     rng: np.random.Generator, times: np.ndarray, n_obs: np.ndarray
 ) -> np.ndarray:
-    """Flux above quiescence in units of the quiescent flux (n, T), Bazin-shaped."""
+    """Quiescent level plus a Bazin-shaped event (n, T), in units of the reference flux."""
     n = times.shape[0]
     tau_rise = _log_uniform(rng, *_SN_RISE_DAYS, (n, 1))
     tau_fall = _log_uniform(rng, *_SN_DECLINE_DAYS, (n, 1))
@@ -239,7 +244,10 @@ def _supernova_flux_ratio(
     # log-space evaluation: exp of the plain form overflows far from the peak.
     log_bazin = -x / tau_fall - np.logaddexp(0.0, -x / tau_rise)
     log_peak = -(peak_time - t0) / tau_fall - np.logaddexp(0.0, -(peak_time - t0) / tau_rise)
-    return peak_height * np.exp(log_bazin - log_peak)
+    event = peak_height * np.exp(log_bazin - log_peak)
+    # The reference flux is the geometric mean of the quiescent and peak
+    # levels, so supernovae are neither brighter nor fainter than the others.
+    return (1.0 + event) / np.sqrt(1.0 + peak_height)
 
 
 def _agn_magnitudes(rng: np.random.Generator, times: np.ndarray) -> np.ndarray:
@@ -320,7 +328,7 @@ def _simulate_class(
     if class_name == "VS":
         true_flux = reference_flux * 10.0 ** (-0.4 * _variable_star_magnitudes(rng, times))
     elif class_name == "SN":
-        true_flux = reference_flux * (1.0 + _supernova_flux_ratio(rng, times, n_obs))
+        true_flux = reference_flux * _supernova_relative_flux(rng, times, n_obs)
     else:
         true_flux = reference_flux * 10.0 ** (-0.4 * _agn_magnitudes(rng, times))
     flux, flux_err = _observe(rng, true_flux)

@@ -674,3 +674,13 @@ def test_scaler_json_round_trip_reproduces_the_transform(tmp_path, dataset_array
 def test_time_column_out_of_range_is_a_data_error(dataset_arrays, time_column):
     with pytest.raises(DataError, match=f"time_column {time_column} is out of range"):
         Scaler.fit(_split(dataset_arrays["train"]), "asinh", MASK, time_column=time_column)
+
+
+def test_time_going_backwards_is_reported(make_split_arrays):
+    split = make_split_arrays([0, 1, 2], [3, 4, 5], seed=0)
+    split["time_features"][1, 2, 0] = split["time_features"][1, 1, 0] - 5.0
+    train = Split("train", split["time_features"], split["contextual_features"],
+                  split["labels"].argmax(axis=1))
+    with pytest.raises(DataError, match="time column 0 decreases at row 1, step 2"):
+        Scaler.fit(train, "asinh", -99.0, time_column=0)
+    Scaler.fit(train, "asinh", -99.0, time_column=-1)  # without deltas, order does not matter

@@ -1,0 +1,104 @@
+"""Classifier quality on the simulated GOTO-like survey: prints a table of figures.
+
+    .venv/bin/python benchmarks/simulated_survey.py --compare context
+    .venv/bin/python benchmarks/simulated_survey.py --compare scaling
+    .venv/bin/python benchmarks/simulated_survey.py --compare losses
+
+Each variant is trained on the same data with the default config plus its
+overrides, then evaluated on the test split. A logistic regression on
+order-free summary statistics (plus the contextual features) is the
+baseline: the survey is built so that it scores clearly below the RNN.
+The AUC-against-observations curves of all variants are drawn on one figure,
+as in the GOTO paper, under --output-dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rnn_classifier.config import DEFAULTS
+from rnn_classifier.data import load_dataset
+from rnn_classifier.evaluate import classification_metrics, evaluate_model, plot_auc_vs_observations
+from rnn_classifier.simulate import simulate_survey, summary_statistics, write_survey
+from rnn_classifier.train import train
+
+BASE = {"time_column": 0}  # the simulated survey's column 0 is time in days
+COMPARISONS = {
+    "context": {"gru-focal+context": {}, "gru-focal": {"mixed": False}},
+    "scaling": {f"scaling={name}": {"scaling": name}
+                for name in ("asinh", "robust", "standard", "none")},
+    "time": {"time deltas": {}, "absolute time": {"time_column": -1}},
+    "losses": {f"{rnn}-{loss}{suffix}": {"rnn_type": rnn, "loss": loss, "mixed": mixed}
+               for rnn in ("gru", "lstm") for loss in ("focal", "wce", "ce")
+               for suffix, mixed in (("+context", True), ("", False))},
+}
+
+
+def logistic_regression_baseline(data_dir: Path, class_names: list[str]) -> dict:
+    """Balanced logistic regression on summary statistics + contextual features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    dataset = load_dataset(data_dir)
+
+    def features(split):
+        return np.hstack([summary_statistics(split.time_features, DEFAULTS.mask_value),
+                          split.contextual_features])
+
+    model = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced",
+                                                               max_iter=2000))
+    model.fit(features(dataset["train"]), dataset["train"].labels)
+    test = dataset["test"]
+    return classification_metrics(test.labels, model.predict_proba(features(test)), class_names)
+
+
+def row(name: str, metrics: dict, seconds: float | None) -> str:
+    recalls = " ".join(f"{value['recall']:.3f}" for value in metrics["per_class"].values())
+    took = "" if seconds is None else f"{seconds:7.0f}"
+    return (f"{name:<22} {metrics['macro_roc_auc']:.4f}  {metrics['balanced_accuracy']:.4f}  "
+            f"{metrics['macro_f1']:.4f}  {recalls:<20} {took}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--compare", choices=sorted(COMPARISONS), default="context")
+    parser.add_argument("--data-dir", type=Path, help="default: simulate the default survey")
+    parser.add_argument("--output-dir", type=Path,
+                        default=Path(tempfile.gettempdir()) / "rnn-benchmark")
+    parser.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
+    args = parser.parse_args()
+
+    data_dir = args.data_dir
+    if data_dir is None:
+        data_dir = args.output_dir / "survey"
+        if not (data_dir / "train_labels.npy").exists():
+            write_survey(data_dir, simulate_survey())
+    class_names = load_dataset(data_dir, splits=("test",)).class_names
+    header = f"{'variant':<22} {'AUC':<6}  {'bal.acc':<6}  {'mac.F1':<6}  recall " \
+             f"{'/'.join(class_names):<13} seconds"
+    lines = [header, row("logistic regression", logistic_regression_baseline(
+        data_dir, class_names), None)]
+    curves = {}
+    for name, overrides in COMPARISONS[args.compare].items():
+        config = DEFAULTS.replace(**{**BASE, "epochs": args.epochs, **overrides})
+        model_dir = args.output_dir / args.compare / name.replace("+", "_").replace("=", "_")
+        started = time.monotonic()
+        train(config, data_dir, model_dir, overwrite=True, log=lambda line: None)
+        seconds = time.monotonic() - started
+        metrics = evaluate_model(model_dir, data_dir, model_dir / "evaluation",
+                                 progress=lambda line: None)
+        curves[name] = metrics["auc_vs_observations"]
+        lines.append(row(name, metrics["test"], seconds))
+        print(lines[-1], flush=True)
+    figure = plot_auc_vs_observations(curves, args.output_dir / f"auc_vs_obs_{args.compare}.png")
+    print("\n".join(["", f"test split of {data_dir}", *lines, f"figure: {figure}"]))
+
+
+if __name__ == "__main__":
+    main()

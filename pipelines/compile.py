@@ -1,0 +1,56 @@
+"""Compile the pipelines to YAML for `kfp run create` / `kfp pipeline create`.
+
+    python -m pipelines.compile --output build/training_pipeline.yaml \
+        [--image IMAGE] [--gpu] [--node-selector KEY=VALUE] [--toleration KEY=VALUE:EFFECT]
+
+Needs kfp only: no TensorFlow is imported (the component bodies run in the image).
+"""
+
+import argparse
+from pathlib import Path
+
+from kfp import compiler
+
+from components import DEFAULT_IMAGE
+from pipelines.training_pipeline import build_training_pipeline
+
+
+def parse_toleration(text: str) -> dict[str, str]:
+    """`KEY[=VALUE]:EFFECT` -> kfp-kubernetes add_toleration arguments."""
+    key_value, _, effect = text.partition(":")
+    key, equals, value = key_value.partition("=")
+    if not key or not effect:
+        raise argparse.ArgumentTypeError(f"expected KEY[=VALUE]:EFFECT, got {text!r}")
+    toleration = {"key": key, "operator": "Equal" if equals else "Exists", "effect": effect}
+    if equals:
+        toleration["value"] = value
+    return toleration
+
+
+def parse_label(text: str) -> tuple[str, str]:
+    key, equals, value = text.partition("=")
+    if not key or not equals:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser.add_argument("--output", type=Path, default=Path("build/training_pipeline.yaml"))
+    parser.add_argument("--image", default=DEFAULT_IMAGE)
+    parser.add_argument("--gpu", action="store_true", help="train step requests nvidia.com/gpu")
+    parser.add_argument("--node-selector", type=parse_label, action="append", default=[],
+                        metavar="KEY=VALUE")
+    parser.add_argument("--toleration", type=parse_toleration, action="append", default=[],
+                        metavar="KEY[=VALUE]:EFFECT")
+    args = parser.parse_args(argv)
+    pipeline = build_training_pipeline(args.image, args.gpu, dict(args.node_selector),
+                                       args.toleration)
+    args.output.parent.mkdir(parents=True, exist_ok=True)  # kfp's compiler does not
+    compiler.Compiler().compile(pipeline, str(args.output))
+    print(f"compiled {args.output} (image {args.image}{', 1 GPU' if args.gpu else ''})")
+    return args.output
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Run a compiled pipeline YAML whole on this machine under `kfp.local`.
+
+    python -m pipelines.run_local --data-uri data/simulated_survey \
+        [--pipeline build/training_pipeline.yaml] [--pipeline-root runs] [--set epochs=20 ...]
+
+This runs exactly what `kfp run create` would submit, each step as a
+subprocess in this Python environment (`SubprocessRunner(use_venv=False)`),
+with kfp's local cache on: rerunning with nothing changed reuses every step.
+Prints the test metrics and the path of the HTML report.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rnn_classifier.config import field_names, field_type
+
+SUMMARY_METRICS = ("test_accuracy", "test_balanced_accuracy", "test_macro_f1",
+                   "test_macro_roc_auc", "test_ece")
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    """`name=value` for a config field, converted to the field's type."""
+    from rnn_classifier.cli import parse_bool
+
+    name, equals, value = text.partition("=")
+    if not equals or name not in field_names():
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE with a config field, got {text!r}")
+    kind = field_type(name)
+    return name, parse_bool(value) if kind is bool else kind(value)
+
+
+def run_pipeline(pipeline_file: Path, pipeline_root: Path, arguments: dict):
+    """Run the compiled pipeline under kfp.local and return its task (outputs materialised)."""
+    from kfp import components, local
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
+               enable_caching=True)
+    pipeline = components.load_component_from_file(str(pipeline_file))
+    return pipeline(**arguments)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser.add_argument("--pipeline", type=Path, default=Path("build/training_pipeline.yaml"))
+    parser.add_argument("--data-uri", required=True)
+    parser.add_argument("--pipeline-root", type=Path, default=Path("runs"))
+    parser.add_argument("--set", dest="settings", type=parse_setting, action="append",
+                        default=[], metavar="FIELD=VALUE", help="pipeline parameter override")
+    args = parser.parse_args(argv)
+    data_uri = args.data_uri if args.data_uri.startswith("gs://") else str(
+        Path(args.data_uri).resolve())
+    try:
+        task = run_pipeline(args.pipeline, args.pipeline_root.resolve(),
+                            {"data_uri": data_uri, **dict(args.settings)})
+    except RuntimeError as error:
+        print(f"error: pipeline failed: {error}", file=sys.stderr)
+        return 1
+    metrics = json.loads(Path(task.outputs["test_metrics"].path).read_text())
+    width = max(len(name) for name in metrics)
+    print("\ntest-set metrics")
+    for name, value in metrics.items():
+        marker = "*" if name in SUMMARY_METRICS else " "
+        print(f" {marker} {name:<{width}}  {value:.4f}")
+    print(f"\nmodel:  {task.outputs['model'].path}")
+    print(f"report: {task.outputs['report'].path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

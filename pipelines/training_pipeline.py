@@ -1,0 +1,109 @@
+"""The training pipeline: validate_data -> train -> evaluate.
+
+`build_training_pipeline()` returns the pipeline for one image and one
+hardware choice; `pipelines/compile.py` compiles it to
+build/training_pipeline.yaml, which `kfp run create` submits and
+`pipelines/run_local.py` runs under `kfp.local`. Every hyperparameter is a
+pipeline parameter whose default is the TrainConfig default (read from the
+dataclass, never retyped).
+"""
+
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Metrics, Model
+
+from components import DEFAULT_IMAGE, build_components
+from rnn_classifier.config import DEFAULTS, field_names
+
+PIPELINE_NAME = "rnn-classifier-training"
+
+
+class TrainingOutputs(NamedTuple):
+    """What a run hands back: the model, its test metrics and the HTML report."""
+
+    model: Model
+    test_metrics: Metrics
+    report: HTML
+
+
+def build_training_pipeline(image: str = DEFAULT_IMAGE, gpu: bool = False,
+                            node_selector: "dict[str, str] | None" = None,
+                            tolerations: "list[dict[str, str]] | None" = None):
+    """The training pipeline on `image`.
+
+    Args:
+        image: Container image holding the package (docker/Dockerfile).
+        gpu: Request one nvidia.com/gpu for the train step.
+        node_selector: Node labels the train step must run on (e.g. a GPU pool).
+        tolerations: Taints the train step tolerates, as dicts of
+            kfp-kubernetes `add_toleration` arguments (key, operator, value,
+            effect).
+    """
+    ops = build_components(image)
+
+    @dsl.pipeline(name=PIPELINE_NAME, description=(
+        "Recurrent-network classifier for imbalanced time series (GOTO light curves): "
+        "validate the data contract, train a GRU/LSTM with focal or class-weighted loss, "
+        "evaluate per class with confusion matrix, ROC/PR and AUC against observations."))
+    def training_pipeline(
+        data_uri: str,
+        mixed: bool = DEFAULTS.mixed,
+        mask_value: float = DEFAULTS.mask_value,
+        scaling: str = DEFAULTS.scaling,
+        time_column: int = DEFAULTS.time_column,
+        rnn_type: str = DEFAULTS.rnn_type,
+        rnn_layers: int = DEFAULTS.rnn_layers,
+        rnn_units: int = DEFAULTS.rnn_units,
+        bidirectional: bool = DEFAULTS.bidirectional,
+        dropout: float = DEFAULTS.dropout,
+        l2: float = DEFAULTS.l2,
+        dense_units: int = DEFAULTS.dense_units,
+        context_units: int = DEFAULTS.context_units,
+        loss: str = DEFAULTS.loss,
+        gamma: float = DEFAULTS.gamma,
+        class_weighting: str = DEFAULTS.class_weighting,
+        effective_beta: float = DEFAULTS.effective_beta,
+        learning_rate: float = DEFAULTS.learning_rate,
+        batch_size: int = DEFAULTS.batch_size,
+        epochs: int = DEFAULTS.epochs,
+        patience: int = DEFAULTS.patience,
+        monitor: str = DEFAULTS.monitor,
+        seed: int = DEFAULTS.seed,
+    ) -> TrainingOutputs:
+        """Validate the data, train, evaluate.
+
+        Args:
+            data_uri: Data folder (local path or gs://BUCKET/PREFIX) in the
+                nine-file .npy contract.
+        """
+        hyperparameters = {name: value for name, value in locals().items()
+                           if name in field_names()}
+        validated = ops.validate_data(data_uri=data_uri, mixed=mixed, mask_value=mask_value)
+        validated.set_display_name("validate data")
+        trained = ops.train(dataset=validated.outputs["dataset"], **hyperparameters)
+        trained.set_display_name("train")
+        configure_training_hardware(trained, gpu, node_selector, tolerations)
+        evaluated = ops.evaluate(dataset=validated.outputs["dataset"],
+                                 model=trained.outputs["model"])
+        evaluated.set_display_name("evaluate")
+        return TrainingOutputs(model=trained.outputs["model"],
+                               test_metrics=evaluated.outputs["metrics"],
+                               report=evaluated.outputs["report"])
+
+    return training_pipeline
+
+
+def configure_training_hardware(task, gpu: bool, node_selector: dict[str, str] | None,
+                                tolerations: list[dict[str, str]] | None) -> None:
+    """GPU request, node selector and tolerations for a training task."""
+    if gpu:
+        task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
+    if node_selector or tolerations:
+        from kfp import kubernetes
+
+        for key, value in (node_selector or {}).items():
+            kubernetes.add_node_selector(task, label_key=key, label_value=value)
+        for toleration in tolerations or []:
+            kubernetes.add_toleration(task, **toleration)

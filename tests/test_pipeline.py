@@ -1,0 +1,220 @@
+"""The Kubeflow pipeline: compiled IR, components, and the compiled YAML run under kfp.local."""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from kfp.dsl import HTML, ClassificationMetrics, Dataset, Markdown, Metrics, Model
+
+from components import DEFAULT_IMAGE, build_components
+from pipelines import compile as compile_module
+from rnn_classifier.config import DEFAULTS, field_names, field_type
+from rnn_classifier.data import write_dataset
+from rnn_classifier.simulate import CLASS_NAMES, simulate_survey
+
+ROOT = Path(__file__).resolve().parents[1]
+IR_TYPES = {bool: "BOOLEAN", int: "NUMBER_INTEGER", float: "NUMBER_DOUBLE", str: "STRING"}
+QUICK = {"epochs": 3, "rnn_units": 8, "dense_units": 8, "batch_size": 128, "time_column": 0}
+
+
+def compile_pipeline(tmp_path, *flags) -> dict:
+    output = tmp_path / "pipeline" / "training_pipeline.yaml"  # folder does not exist yet
+    compile_module.main(["--output", str(output), *flags])
+    documents = list(yaml.safe_load_all(output.read_text()))
+    return {"spec": documents[0], "platform": documents[1] if len(documents) > 1 else {},
+            "path": output}
+
+
+@pytest.fixture(scope="module")
+def survey_dir(tmp_path_factory):
+    """A small simulated survey: 3 classes, every class in every split."""
+    directory = tmp_path_factory.mktemp("survey")
+    write_dataset(directory, simulate_survey(n_vs=240, n_sn=60, n_agn=60, seed=3),
+                  list(CLASS_NAMES))
+    return directory
+
+
+def test_ir_has_the_three_components_with_their_artifact_types(tmp_path):
+    spec = compile_pipeline(tmp_path)["spec"]
+    components = spec["components"]
+    expected = {
+        "comp-validate-data": {"dataset": "system.Dataset", "metrics": "system.Metrics",
+                               "report": "system.Markdown"},
+        "comp-train": {"model": "system.Model", "metrics": "system.Metrics"},
+        "comp-evaluate": {"metrics": "system.Metrics",
+                          "classification_metrics": "system.ClassificationMetrics",
+                          "report": "system.HTML", "summary": "system.Markdown"},
+    }
+    assert set(expected) <= set(components)
+    for name, outputs in expected.items():
+        artifacts = components[name]["outputDefinitions"]["artifacts"]
+        assert {key: value["artifactType"]["schemaTitle"] for key, value in artifacts.items()
+                } == outputs
+    for name in ("comp-train", "comp-evaluate"):
+        inputs = components[name]["inputDefinitions"]["artifacts"]
+        assert inputs["dataset"]["artifactType"]["schemaTitle"] == "system.Dataset"
+    assert components["comp-evaluate"]["inputDefinitions"]["artifacts"]["model"][
+        "artifactType"]["schemaTitle"] == "system.Model"
+    dag = spec["root"]["dag"]["tasks"]
+    assert dag["train"]["dependentTasks"] == ["validate-data"]
+    assert sorted(dag["evaluate"]["dependentTasks"]) == ["train", "validate-data"]
+
+
+def test_every_pipeline_parameter_mirrors_the_config_dataclass(tmp_path):
+    parameters = compile_pipeline(tmp_path)["spec"]["root"]["inputDefinitions"]["parameters"]
+    assert set(parameters) == {"data_uri", *field_names()}
+    assert "defaultValue" not in parameters["data_uri"]
+    for name in field_names():
+        assert parameters[name]["parameterType"] == IR_TYPES[field_type(name)], name
+        assert parameters[name]["defaultValue"] == getattr(DEFAULTS, name), name
+    train_inputs = compile_pipeline(tmp_path)["spec"]["components"]["comp-train"][
+        "inputDefinitions"]["parameters"]
+    assert set(train_inputs) == set(field_names())
+
+
+def test_image_and_hardware_are_compile_options(tmp_path):
+    plain = compile_pipeline(tmp_path)
+    executors = plain["spec"]["deploymentSpec"]["executors"]
+    assert {executor["container"]["image"] for executor in executors.values()} == {DEFAULT_IMAGE}
+    assert all("resources" not in executor["container"] for executor in executors.values())
+    assert plain["platform"] == {}
+
+    gpu = compile_pipeline(tmp_path, "--image", "registry.example/rnn:1.2", "--gpu",
+                           "--node-selector", "cloud.google.com/gke-accelerator=nvidia-l4",
+                           "--toleration", "nvidia.com/gpu:NoSchedule")
+    executors = gpu["spec"]["deploymentSpec"]["executors"]
+    assert {executor["container"]["image"] for executor in executors.values()} == {
+        "registry.example/rnn:1.2"}
+    train = executors["exec-train"]["container"]
+    assert train["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert train["resources"]["accelerator"]["resourceCount"] == "1"
+    assert "resources" not in executors["exec-evaluate"]["container"]
+    kubernetes = gpu["platform"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert kubernetes["exec-train"]["nodeSelector"]["labels"] == {
+        "cloud.google.com/gke-accelerator": "nvidia-l4"}
+    assert kubernetes["exec-train"]["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def test_components_install_nothing_at_run_time(tmp_path):
+    executors = compile_pipeline(tmp_path)["spec"]["deploymentSpec"]["executors"]
+    for executor in executors.values():
+        command = " ".join(executor["container"]["command"])
+        assert "pip install" not in command
+
+
+def test_make_compile_works_without_tensorflow(tmp_path):
+    blocker = tmp_path / "blocker"
+    for module in ("tensorflow", "keras"):
+        (blocker / module).mkdir(parents=True)
+        (blocker / module / "__init__.py").write_text(
+            f"raise ImportError('{module} is deliberately unavailable')\n")
+    env = {**os.environ, "PYTHONPATH": str(blocker)}
+    check = subprocess.run([sys.executable, "-c", "import tensorflow"], env=env,
+                           capture_output=True, text=True)
+    assert "deliberately unavailable" in check.stderr
+    output = tmp_path / "out" / "training_pipeline.yaml"
+    result = subprocess.run(["make", "compile", f"PIPELINE={output}", "IMAGE=example/rnn:7"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "example/rnn:7" in output.read_text()
+
+
+def artifact(kind, tmp_path, name):
+    return kind(name=name, uri=str(tmp_path / name))
+
+
+def test_components_python_funcs_on_fixture_data(tmp_path, survey_dir):
+    ops = build_components()
+    dataset = artifact(Dataset, tmp_path, "dataset")
+    validate_metrics = artifact(Metrics, tmp_path, "validate_metrics")
+    report = artifact(Markdown, tmp_path, "validate_report")
+    ops.validate_data.python_func(data_uri=str(survey_dir), mixed=True, mask_value=-99.0,
+                                  dataset=dataset, metrics=validate_metrics, report=report)
+    assert validate_metrics.metadata["train_count_SN"] == 36  # 60 x 0.6
+    assert validate_metrics.metadata["train_imbalance_ratio"] == pytest.approx(144 / 36)
+    assert json.loads(Path(validate_metrics.path).read_text()) == validate_metrics.metadata
+    assert "| train |" in Path(report.path).read_text()
+    assert (Path(dataset.path) / "classes.txt").read_text().split() == list(CLASS_NAMES)
+
+    model = artifact(Model, tmp_path, "model")
+    train_metrics = artifact(Metrics, tmp_path, "train_metrics")
+    ops.train.python_func(dataset=dataset, model=model, metrics=train_metrics,
+                          **DEFAULTS.replace(**QUICK).to_dict())
+    assert (Path(model.path) / "model.keras").exists()
+    assert 0.0 <= train_metrics.metadata["val_macro_auc"] <= 1.0
+    assert model.metadata["rnn_units"] == 8
+
+    outputs = {name: artifact(kind, tmp_path, name) for name, kind in (
+        ("metrics", Metrics), ("classification_metrics", ClassificationMetrics),
+        ("report", HTML), ("summary", Markdown))}
+    ops.evaluate.python_func(dataset=dataset, model=model, **outputs)
+    assert set(outputs["metrics"].metadata) >= {
+        "test_accuracy", "test_balanced_accuracy", "test_macro_f1", "test_macro_roc_auc",
+        "test_ece", "test_recall_SN", "test_recall_AGN", "test_recall_VS"}
+    matrix = outputs["classification_metrics"].metadata["confusionMatrix"]
+    assert [spec["displayName"] for spec in matrix["annotationSpecs"]] == list(CLASS_NAMES)
+    assert outputs["classification_metrics"].metadata["roc_class"] in ("SN", "AGN")
+    assert Path(outputs["report"].path).read_text().startswith("<!DOCTYPE html>")
+    assert "| SN |" in Path(outputs["summary"].path).read_text()
+
+
+def run_compiled(pipeline_file, root, **arguments):
+    from pipelines.run_local import run_pipeline
+
+    return run_pipeline(pipeline_file, root, arguments)
+
+
+def executor_output(run_dir: Path, task: str) -> dict:
+    return json.loads((run_dir / task / "executor_output.json").read_text())
+
+
+def test_compiled_yaml_runs_under_kfp_local_and_is_cached(tmp_path, survey_dir, caplog):
+    pipeline_file = compile_pipeline(tmp_path)["path"]
+    root = tmp_path / "runs"
+    task = run_compiled(pipeline_file, root, data_uri=str(survey_dir), **QUICK)
+    run_dir = Path(task.outputs["report"].path).parents[1]
+    evaluation = executor_output(run_dir, "evaluate")
+    classification = evaluation["artifacts"]["classification_metrics"]["artifacts"][0]["metadata"]
+    rows = [row["row"] for row in classification["confusionMatrix"]["rows"]]
+    test_labels = np.load(survey_dir / "test_labels.npy").argmax(axis=1)
+    np.testing.assert_array_equal(np.sum(rows, axis=1), np.bincount(test_labels, minlength=3))
+    roc = classification["confidenceMetrics"]
+    assert roc and all(np.isfinite([point["confidenceThreshold"], point["recall"],
+                                    point["falsePositiveRate"]]).all() for point in roc)
+    metrics = evaluation["artifacts"]["metrics"]["artifacts"][0]["metadata"]
+    assert 0.0 <= metrics["test_macro_roc_auc"] <= 1.0
+    assert Path(task.outputs["report"].path).stat().st_size > 10_000
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        again = run_compiled(pipeline_file, root, data_uri=str(survey_dir), **QUICK)
+    for name in ("validate-data", "train", "evaluate"):
+        assert f"Task {name} cache hit" in caplog.text, name
+    assert Path(again.outputs["report"].path).read_bytes() == Path(
+        task.outputs["report"].path).read_bytes()
+
+
+def test_corrupt_dataset_stops_at_validate_data(tmp_path, survey_dir, capfd):
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    for path in survey_dir.iterdir():
+        (corrupt / path.name).write_bytes(path.read_bytes())
+    labels = np.load(corrupt / "validation_labels.npy")
+    labels[0] = [1, 1, 0]
+    np.save(corrupt / "validation_labels.npy", labels)
+    root = tmp_path / "runs"
+    with pytest.raises(RuntimeError):
+        run_compiled(compile_pipeline(tmp_path)["path"], root, data_uri=str(corrupt), **QUICK)
+    log = capfd.readouterr()
+    assert "validation_labels.npy: row 0 is not one-hot" in log.out + log.err
+    run_dirs = [path for path in root.iterdir() if not path.name.startswith(".")]
+    assert len(run_dirs) == 1
+    assert not (run_dirs[0] / "train").exists()
+    assert not (run_dirs[0] / "evaluate").exists()
