@@ -40,12 +40,12 @@ demo: $(BIN)/rnn-classifier $(DATA_DIR)/train_labels.npy ## run the compiled pip
 	$(BIN)/python -m pipelines.run_local --pipeline $(PIPELINE) --data-uri $(DATA_DIR) \
 		--pipeline-root $(PIPELINE_ROOT) $(DEMO_SETTINGS)
 
-test: $(BIN)/rnn-classifier ## run the tests and the linter
-	$(BIN)/ruff check rnn_classifier components pipelines tests benchmarks
+test: lint ## run the linters and the tests
 	$(BIN)/python -m pytest -q
 
-lint: $(BIN)/rnn-classifier ## ruff
-	$(BIN)/ruff check rnn_classifier components pipelines tests benchmarks
+lint: $(BIN)/rnn-classifier ## ruff on the code, hadolint on the Dockerfiles
+	$(BIN)/ruff check rnn_classifier components pipelines tests benchmarks docker
+	$(BIN)/hadolint docker/Dockerfile docker/Dockerfile.gpu
 
 compile: $(BIN)/rnn-classifier ## compile build/training_pipeline.yaml (IMAGE=..., GPU=1)
 	$(BIN)/python -m pipelines.compile --output $(PIPELINE) --image $(IMAGE) \
