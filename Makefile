@@ -17,7 +17,7 @@ DATA_URI ?= gs://YOUR_BUCKET/survey/reference
 DEMO_SETTINGS ?= --set time_column=0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test lint compile upload submit image push clean
+.PHONY: help venv demo test lint compile upload submit image push katib-manifest clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -65,6 +65,10 @@ image: ## build the image with docker (GPU=1: docker/Dockerfile.gpu)
 
 push: image ## push the image to its registry
 	docker push $(IMAGE)
+
+katib-manifest: $(BIN)/rnn-classifier ## regenerate manifests/katib/experiment.yaml and validate it strictly
+	$(BIN)/rnn-classifier katib manifest --output manifests/katib/experiment.yaml
+	$(BIN)/rnn-classifier katib validate manifests/katib/experiment.yaml
 
 clean: ## remove build outputs and local runs (keeps .venv and data)
 	rm -rf build runs .pytest_cache

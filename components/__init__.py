@@ -16,6 +16,7 @@ from kfp import dsl
 
 from components.evaluate import evaluate
 from components.train import train
+from components.tune import tune
 from components.validate_data import validate_data
 
 # The one image constant (docker/Dockerfile builds it; `make push` publishes it).
@@ -31,4 +32,4 @@ def build_components(image: str = DEFAULT_IMAGE) -> SimpleNamespace:
     return SimpleNamespace(**{
         function.__name__: dsl.component(function, base_image=image,
                                          install_kfp_package=False)
-        for function in (validate_data, train, evaluate)})
+        for function in (validate_data, tune, train, evaluate)})

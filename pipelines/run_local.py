@@ -14,21 +14,33 @@ import json
 import sys
 from pathlib import Path
 
-from rnn_classifier.config import field_names, field_type
-
 SUMMARY_METRICS = ("test_accuracy", "test_balanced_accuracy", "test_macro_f1",
                    "test_macro_roc_auc", "test_ece")
 
 
-def parse_setting(text: str) -> tuple[str, object]:
-    """`name=value` for a config field, converted to the field's type."""
+def pipeline_parameter_types(pipeline_file: Path) -> dict[str, str]:
+    """Parameter name -> IR type (STRING, NUMBER_INTEGER...) of a compiled pipeline."""
+    import yaml
+
+    spec = next(yaml.safe_load_all(pipeline_file.read_text()))
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    return {name: value["parameterType"] for name, value in parameters.items()}
+
+
+def parse_settings(settings: list[str], types: dict[str, str]) -> dict:
+    """`name=value` strings converted to the pipeline's parameter types."""
     from rnn_classifier.cli import parse_bool
 
-    name, equals, value = text.partition("=")
-    if not equals or name not in field_names():
-        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE with a config field, got {text!r}")
-    kind = field_type(name)
-    return name, parse_bool(value) if kind is bool else kind(value)
+    converters = {"BOOLEAN": parse_bool, "NUMBER_INTEGER": int, "NUMBER_DOUBLE": float,
+                  "STRING": str}
+    values = {}
+    for text in settings:
+        name, equals, value = text.partition("=")
+        if not equals or name not in types:
+            raise SystemExit(f"error: --set {text!r}: expected NAME=VALUE with a pipeline "
+                             f"parameter, one of {sorted(types)}")
+        values[name] = converters[types[name]](value)
+    return values
 
 
 def run_pipeline(pipeline_file: Path, pipeline_root: Path, arguments: dict):
@@ -46,14 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pipeline", type=Path, default=Path("build/training_pipeline.yaml"))
     parser.add_argument("--data-uri", required=True)
     parser.add_argument("--pipeline-root", type=Path, default=Path("runs"))
-    parser.add_argument("--set", dest="settings", type=parse_setting, action="append",
-                        default=[], metavar="FIELD=VALUE", help="pipeline parameter override")
+    parser.add_argument("--set", dest="settings", action="append", default=[],
+                        metavar="NAME=VALUE", help="a pipeline parameter (repeatable)")
     args = parser.parse_args(argv)
     data_uri = args.data_uri if args.data_uri.startswith("gs://") else str(
         Path(args.data_uri).resolve())
+    settings = parse_settings(args.settings, pipeline_parameter_types(args.pipeline))
     try:
         task = run_pipeline(args.pipeline, args.pipeline_root.resolve(),
-                            {"data_uri": data_uri, **dict(args.settings)})
+                            {"data_uri": data_uri, **settings})
     except RuntimeError as error:
         print(f"error: pipeline failed: {error}", file=sys.stderr)
         return 1

@@ -1,4 +1,4 @@
-"""The training pipeline: validate_data -> train -> evaluate.
+"""The training pipeline: validate_data -> [tune ->] train -> evaluate.
 
 `build_training_pipeline()` returns the pipeline for one image and one
 hardware choice; `pipelines/compile.py` compiles it to
@@ -16,6 +16,12 @@ from kfp.dsl import HTML, Metrics, Model
 
 from components import DEFAULT_IMAGE, build_components
 from rnn_classifier.config import DEFAULTS, field_names
+from rnn_classifier.search_space import (
+    DEFAULT_ALGORITHM,
+    DEFAULT_MAX_TRIALS,
+    DEFAULT_PARALLEL_TRIALS,
+    SEARCH_SPACE,
+)
 
 PIPELINE_NAME = "rnn-classifier-training"
 
@@ -46,9 +52,17 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE, gpu: bool = False,
     @dsl.pipeline(name=PIPELINE_NAME, description=(
         "Recurrent-network classifier for imbalanced time series (GOTO light curves): "
         "validate the data contract, train a GRU/LSTM with focal or class-weighted loss, "
-        "evaluate per class with confusion matrix, ROC/PR and AUC against observations."))
+        "evaluate per class with confusion matrix, ROC/PR and AUC against observations; "
+        "optionally sweep the hyperparameters with Katib first."))
     def training_pipeline(
         data_uri: str,
+        sweep: bool = False,
+        katib_on_cluster: bool = True,
+        katib_namespace: str = "",
+        sweep_algorithm: str = DEFAULT_ALGORITHM,
+        sweep_max_trials: int = DEFAULT_MAX_TRIALS,
+        sweep_parallel_trials: int = DEFAULT_PARALLEL_TRIALS,
+        sweep_timeout_hours: float = 6.0,
         mixed: bool = DEFAULTS.mixed,
         mask_value: float = DEFAULTS.mask_value,
         scaling: str = DEFAULTS.scaling,
@@ -72,23 +86,43 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE, gpu: bool = False,
         monitor: str = DEFAULTS.monitor,
         seed: int = DEFAULTS.seed,
     ) -> TrainingOutputs:
-        """Validate the data, train, evaluate.
+        """Validate the data, optionally sweep with Katib, train, evaluate.
 
         Args:
             data_uri: Data folder (local path or gs://BUCKET/PREFIX) in the
                 nine-file .npy contract.
+            sweep: Run a Katib hyperparameter sweep and train with its best values.
+            katib_on_cluster: Create a Katib Experiment (False: run the same
+                Experiment's trials inside the step, e.g. under kfp.local).
+            katib_namespace: Namespace of the Experiment ("" = the run's).
+            sweep_algorithm: Katib algorithm (tpe, random, grid, cmaes, sobol...).
+            sweep_max_trials: Maximum number of trials.
+            sweep_parallel_trials: Trials run at the same time.
+            sweep_timeout_hours: Fail the tune step after this long.
         """
         hyperparameters = {name: value for name, value in locals().items()
                            if name in field_names()}
         validated = ops.validate_data(data_uri=data_uri, mixed=mixed, mask_value=mask_value)
         validated.set_display_name("validate data")
-        trained = ops.train(dataset=validated.outputs["dataset"], **hyperparameters)
+        dataset = validated.outputs["dataset"]
+        # The tune step always runs and hands its values to the one train step:
+        # with sweep off it returns the given hyperparameters unchanged. (Branches
+        # joined by dsl.OneOf would be tidier, but kfp.local cannot run a OneOf
+        # of artifacts, and the local run is how this pipeline is tested.)
+        tuned = ops.tune(dataset=dataset, sweep=sweep, on_cluster=katib_on_cluster,
+                         namespace=katib_namespace, algorithm=sweep_algorithm,
+                         max_trials=sweep_max_trials, parallel_trials=sweep_parallel_trials,
+                         timeout_hours=sweep_timeout_hours, trial_image=image, trial_gpu=gpu,
+                         **hyperparameters)
+        tuned.set_display_name("tune (Katib)")
+        best = {parameter.name: tuned.outputs[parameter.name] for parameter in SEARCH_SPACE}
+        trained = ops.train(dataset=dataset, **{**hyperparameters, **best})
         trained.set_display_name("train")
         configure_training_hardware(trained, gpu, node_selector, tolerations)
-        evaluated = ops.evaluate(dataset=validated.outputs["dataset"],
-                                 model=trained.outputs["model"])
+        model = trained.outputs["model"]
+        evaluated = ops.evaluate(dataset=dataset, model=model)
         evaluated.set_display_name("evaluate")
-        return TrainingOutputs(model=trained.outputs["model"],
+        return TrainingOutputs(model=model,
                                test_metrics=evaluated.outputs["metrics"],
                                report=evaluated.outputs["report"])
 

@@ -118,6 +118,47 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--rnn", default="gru", help="comma-separated: gru,lstm")
     grid.add_argument("--loss", default="focal", help="comma-separated: focal,wce,ce")
     grid.add_argument("--no-mixed", dest="mixed", action="store_false")
+
+    sweep = command("sweep", "run a Katib Experiment's trials locally (same manifest, same CLI)")
+    sweep.add_argument("--experiment", required=True, type=Path, help="Katib Experiment YAML")
+    sweep.add_argument("--data-dir", required=True, type=Path,
+                       help="local data folder (replaces the trial command's --data-dir)")
+    sweep.add_argument("--output-dir", required=True, type=Path,
+                       help="trials.csv, best.json and trials/<n>/model go here")
+    sweep.add_argument("--max-trials", type=int, help="default: the manifest's maxTrialCount")
+    sweep.add_argument("--parallel", type=int,
+                       help="trials at once (default: the manifest's parallelTrialCount)")
+    sweep.add_argument("--seed", type=int,
+                       help="sampler seed (default: the algorithm's random_state, else 0)")
+
+    # Imported here: rnn_classifier.katib imports this module (flag_name).
+    from rnn_classifier import katib as katib_module
+    from rnn_classifier import search_space
+
+    katib = command("katib", "write or check the Katib Experiment of the hyperparameter sweep")
+    katib_actions = katib.add_subparsers(dest="katib_command", required=True, metavar="ACTION")
+    katib_validate = katib_actions.add_parser(
+        "validate", allow_abbrev=False,
+        help="check a Katib Experiment strictly (schema, Katib's webhook rules, the trial Job)")
+    katib_validate.add_argument("file", type=Path)
+    manifest = katib_actions.add_parser(
+        "manifest", allow_abbrev=False, help="write the Experiment manifest (validated first)")
+    manifest.add_argument("--output", required=True, type=Path)
+    manifest.add_argument("--image", default=katib_module.DEFAULT_IMAGE)
+    manifest.add_argument("--data-uri", default=katib_module.DEFAULT_DATA_URI,
+                          help="gs://BUCKET/PATH of the data folder")
+    manifest.add_argument("--namespace", default=katib_module.DEFAULT_NAMESPACE)
+    manifest.add_argument("--name", default=katib_module.DEFAULT_NAME)
+    manifest.add_argument("--algorithm", default=search_space.DEFAULT_ALGORITHM,
+                          choices=katib_module.BUILD_ALGORITHMS)
+    manifest.add_argument("--max-trials", type=int, default=search_space.DEFAULT_MAX_TRIALS)
+    manifest.add_argument("--parallel-trials", type=int,
+                          default=search_space.DEFAULT_PARALLEL_TRIALS)
+    manifest.add_argument("--max-failed-trials", type=int,
+                          default=search_space.DEFAULT_MAX_FAILED_TRIALS)
+    manifest.add_argument("--epochs", type=int, help="fix every trial's --epochs")
+    manifest.add_argument("--gpu", type=parse_bool, default=True, metavar="BOOL",
+                          help="request one nvidia.com/gpu per trial (default: true)")
     return parser
 
 
@@ -180,8 +221,47 @@ def run_grid(args) -> None:
          mixed=args.mixed)
 
 
+def run_sweep(args) -> None:
+    from rnn_classifier.sweep import load_experiment
+    from rnn_classifier.sweep import run_sweep as sweep
+
+    result = sweep(load_experiment(args.experiment), args.data_dir, args.output_dir,
+                   max_trials=args.max_trials, parallel=args.parallel, seed=args.seed)
+    if result.best is None:
+        # Katib marks such an Experiment Failed; so does our exit status.
+        print(f"error: no trial succeeded ({result.stopped_because}); see "
+              f"{result.output_dir / 'trials.csv'} and the trials' trial.log", file=sys.stderr)
+        raise SystemExit(1)
+
+
+def run_katib(args) -> None:
+    from rnn_classifier import katib
+
+    def fail_on(problems: list[str], source: Path, outcome: str) -> None:
+        # One `error:` line per problem; main() prints the summary and exits 2.
+        for problem in problems:
+            print(f"error: {source}: {problem}", file=sys.stderr)
+        if problems:
+            raise ConfigError(f"{source}: {len(problems)} problem(s); {outcome}")
+
+    if args.katib_command == "validate":
+        fail_on(katib.validate_experiment(katib.load_manifest(args.file)), args.file,
+                "not a valid Katib Experiment")
+        print(f"{args.file}: valid")
+        return
+    experiment = katib.build_experiment(
+        name=args.name, namespace=args.namespace, image=args.image, data_uri=args.data_uri,
+        algorithm=args.algorithm, max_trials=args.max_trials,
+        parallel_trials=args.parallel_trials, max_failed_trials=args.max_failed_trials,
+        gpu=args.gpu, epochs=args.epochs)
+    fail_on(katib.validate_experiment(experiment), args.output, "nothing written")
+    katib.write_manifest(experiment, args.output)
+    print(f"wrote {args.output} (valid)")
+
+
 COMMANDS = {"simulate": run_simulate, "validate": run_validate, "train": run_train,
-            "evaluate": run_evaluate, "predict": run_predict, "grid": run_grid}
+            "evaluate": run_evaluate, "predict": run_predict, "grid": run_grid,
+            "sweep": run_sweep, "katib": run_katib}
 
 
 def main(argv: list[str] | None = None) -> int:

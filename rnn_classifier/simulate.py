@@ -119,7 +119,7 @@ MISSING_HOST_VALUE = -1.0
 
 _AB_ZERO_POINT_UJY = 3631e6
 _BRIGHTEST_MAG = 11.0
-_FAINTEST_MAG = 19.5
+_FAINTEST_MAG = 18.5
 _EUCLIDEAN_SLOPE = 0.6
 
 _SURVEY_YEARS = 8
@@ -133,20 +133,25 @@ _TYPICAL_GAP_DAYS = (0.7, 6.0)
 _VS_PERIOD_DAYS = (0.1, 100.0)
 _VS_PERIOD_MEDIAN_DAYS = 0.5
 _VS_LOG10_PERIOD_SCATTER = 0.5
-_VS_AMPLITUDE_MAG = (0.15, 1.5)
+_VS_AMPLITUDE_MAG = (0.25, 1.2)
 _SN_RISE_DAYS = (1.5, 8.0)
 _SN_DECLINE_DAYS = (15.0, 80.0)
-_SN_PEAK_HEIGHT = (0.3, 4.0)
-_SN_PEAK_POSITION = (-0.2, 0.7)
-_AGN_DAMPING_DAYS = (20.0, 500.0)
-_AGN_RMS_MAG = (0.08, 0.5)
+_SN_PEAK_HEIGHT = (0.4, 3.0)
+_SN_PEAK_POSITION = (0.05, 0.6)
+_AGN_DAMPING_DAYS = (20.0, 150.0)
+_AGN_RMS_MAG = (0.15, 0.55)
 
-_SKY_SIGMA_UJY = 7.0
+_SKY_SIGMA_UJY = 3.0
 _POISSON_GAIN_UJY = 0.33
 _CALIBRATION_FLOOR = 0.01
 
 _CATALOGUE_RADIUS_ARCSEC = 20.0
-_CHANCE_MATCH_PROBABILITY = 0.35
+_CHANCE_MATCH_PROBABILITY = 0.45
+_HOST_CATALOGUED_FRACTION = {"SN": 0.65, "AGN": 0.60}
+_SN_HOST_OFFSET_ARCSEC = 2.5
+_SN_HOST_OFFSET_LOG_SCATTER = 0.6
+_AGN_ASTROMETRIC_SCATTER_ARCSEC = 0.6
+_VS_SIN_LATITUDE_SCALE = 0.5
 
 
 def _log_uniform(rng: np.random.Generator, low: float, high: float, size) -> np.ndarray:
@@ -285,8 +290,8 @@ def _galaxy_catalogue_magnitudes(rng: np.random.Generator, n: int) -> np.ndarray
 def _contextual_features(rng: np.random.Generator, class_name: str, n: int) -> np.ndarray:
     """(n, 3) host separation, host magnitude and |b| for one class."""
     if class_name == "VS":
-        # Exponential in sin|b| (scale 0.35) truncated to [0, 1], by inverse CDF.
-        scale = 0.35
+        # Exponential in sin|b| truncated to [0, 1], by inverse CDF.
+        scale = _VS_SIN_LATITUDE_SCALE
         sin_b = -scale * np.log(1.0 - rng.uniform(size=n) * (1.0 - np.exp(-1.0 / scale)))
         true_host_found = np.zeros(n, dtype=bool)
     else:
@@ -297,13 +302,13 @@ def _contextual_features(rng: np.random.Generator, class_name: str, n: int) -> n
             kept = rng.uniform(size=2 * n) < 1.0 - np.exp(-candidates / 0.1)
             sin_b = np.concatenate([sin_b, candidates[kept]])
         sin_b = sin_b[:n]
-        true_host_found = rng.uniform(size=n) < (0.60 if class_name == "SN" else 0.55)
+        true_host_found = rng.uniform(size=n) < _HOST_CATALOGUED_FRACTION[class_name]
     abs_latitude = np.degrees(np.arcsin(sin_b))
 
     if class_name == "SN":
-        true_separation = rng.exponential(2.5, n)
+        true_separation = _SN_HOST_OFFSET_ARCSEC * np.exp(_SN_HOST_OFFSET_LOG_SCATTER * rng.standard_normal(n))
     else:
-        true_separation = 0.8 * np.sqrt(-2.0 * np.log(1.0 - rng.uniform(size=n)))
+        true_separation = _AGN_ASTROMETRIC_SCATTER_ARCSEC * np.sqrt(-2.0 * np.log(1.0 - rng.uniform(size=n)))
     true_host_mag = rng.uniform(14.5, 20.5, n)
 
     chance_found = rng.uniform(size=n) < _CHANCE_MATCH_PROBABILITY

@@ -165,3 +165,76 @@ def evaluate_step(dataset_path: str, model_path: str, metrics, classification_me
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
+
+
+def tune_step(dataset_uri: str, dataset_path: str, arguments: dict[str, Any], experiment,
+              metrics) -> tuple:
+    """Sweep the search space; return the best values in SEARCH_SPACE order.
+
+    `arguments` holds the component's inputs: every TrainConfig field (the
+    values held fixed; the searched ones are returned as they are when
+    `sweep` is off) and the sweep settings (sweep, on_cluster, namespace,
+    algorithm, max_trials, parallel_trials, timeout_hours, trial_image,
+    trial_gpu).
+
+    Raises:
+        TuningError: the Experiment failed or timed out (Katib's reason is in
+            the message), or no trial succeeded.
+    """
+    import uuid
+
+    from rnn_classifier.katib import build_experiment, validate_experiment, write_manifest
+    from rnn_classifier.search_space import DEFAULT_MAX_FAILED_TRIALS, SEARCH_SPACE
+    from rnn_classifier.tuning import (
+        TuningError,
+        current_namespace,
+        custom_objects_api,
+        run_experiment,
+        typed_assignments,
+    )
+
+    config = TrainConfig(**{name: arguments[name] for name in field_names()})
+    given = tuple(getattr(config, parameter.name) for parameter in SEARCH_SPACE)
+    if not arguments["sweep"]:
+        Path(experiment.path).write_text("# sweep off: no Katib Experiment was run\n")
+        _log_metrics(metrics, {})
+        return given
+    on_cluster = arguments["on_cluster"]
+    manifest = build_experiment(
+        name=f"rnn-sweep-{uuid.uuid4().hex[:8]}",
+        namespace=current_namespace(arguments["namespace"]) if on_cluster else "local",
+        image=arguments["trial_image"], data_uri=dataset_uri,
+        algorithm=arguments["algorithm"], max_trials=arguments["max_trials"],
+        parallel_trials=arguments["parallel_trials"], gpu=arguments["trial_gpu"],
+        max_failed_trials=min(DEFAULT_MAX_FAILED_TRIALS, arguments["max_trials"]),
+        fixed=config.to_dict())
+    # Trials on the cluster read the data from Cloud Storage, so there the
+    # project rules (a gs:// --data-dir among them) must hold; a local sweep
+    # reads the local dataset folder instead.
+    problems = validate_experiment(manifest, project_rules=on_cluster)
+    if problems:
+        raise TuningError("the generated Katib Experiment is invalid:\n" + "\n".join(problems))
+    write_manifest(manifest, experiment.path)
+    experiment.metadata.update({"name": manifest["metadata"]["name"], "on_cluster": on_cluster})
+
+    if on_cluster:
+        best = run_experiment(manifest, manifest["metadata"]["namespace"],
+                              custom_objects_api(arguments.get("api_server", "")),
+                              timeout_s=arguments["timeout_hours"] * 3600)
+        parameters, values = best["parameters"], best["metrics"]
+    else:
+        from rnn_classifier.sweep import parse_experiment, run_sweep
+
+        with tempfile.TemporaryDirectory(prefix="rnn-sweep-") as output_dir:
+            result = run_sweep(parse_experiment(manifest), dataset_path,
+                               Path(output_dir) / "sweep")
+        if result.best is None:
+            raise TuningError(f"no local trial succeeded ({result.stopped_because})")
+        parameters = typed_assignments([{"name": name, "value": value} for name, value
+                                        in result.best.parameters.items()])
+        values = dict(result.best.metrics)
+        values["trials"] = len(result.trials)
+    _log_metrics(metrics, {f"best_{name}" if not name.startswith("best_") and name != "trials"
+                           else name: value for name, value in values.items()})
+    best_values = {**{p.name: getattr(config, p.name) for p in SEARCH_SPACE}, **parameters}
+    return tuple(best_values[p.name] for p in SEARCH_SPACE)

@@ -2,10 +2,11 @@
 
 `train()` is the one training entry point: the CLI, each Kubeflow `train`
 step and each Katib trial call it. Every epoch prints one line of
-`name=value` pairs, the format Katib's StdOut metrics collector parses:
+`name=value` pairs after an RFC 3339 timestamp, the format Katib's StdOut
+metrics collector and its early stopping parse:
 
-    epoch=3 loss=0.41 accuracy=0.93 val_loss=0.44 val_accuracy=0.92 val_macro_f1=0.71 \
-        val_macro_auc=0.95  (one line)
+    2026-11-28T22:30:05Z epoch=3 loss=0.41 accuracy=0.93 val_loss=0.44 \
+        val_accuracy=0.92 val_macro_f1=0.71 val_macro_auc=0.95  (one line)
 
 A checkpoint is written after every epoch, so a killed run continues from
 its last finished epoch with `resume=True`. Nothing but the checkpoint is
@@ -148,7 +149,8 @@ class _EpochRecorder:
             self.state["stopped_early"] = True
         self.state["epoch"] = epoch + 1
         self._save_checkpoint(model, epoch + 1)
-        self.log(format_metrics(row))
+        # Katib's early stopping orders observations by the timestamp leading the line.
+        self.log(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {format_metrics(row)}")
 
     def _save_checkpoint(self, model, epoch: int) -> None:
         # Each epoch's files get new names and state.json, replaced atomically,

@@ -21,6 +21,7 @@ SAMPLE_DATA = Path(__file__).parent / "fixtures" / "sample_data"
 KATIB_REGEX = re.compile(r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)")
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1",
                  "val_macro_auc")
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ")
 QUICK = ["--rnn-units", "8", "--dense-units", "8", "--batch-size", "128"]
 
 
@@ -34,6 +35,7 @@ def parse_katib(stdout: str) -> list[dict[str, float]]:
     for line in stdout.splitlines():
         pairs = {name: value for name, value, *_ in KATIB_REGEX.findall(line) if value}
         if "epoch" in pairs:
+            assert TIMESTAMP.match(line), f"epoch line without a leading timestamp: {line}"
             epochs.append({name: float(value) for name, value in pairs.items()})
     return epochs
 
@@ -72,7 +74,7 @@ def test_killed_run_resumes_from_last_finished_epoch(tmp_path):
     deadline = time.monotonic() + 240
     for line in process.stdout:
         seen.append(line)
-        if line.startswith("epoch=3 "):
+        if " epoch=3 " in line:
             break
         assert time.monotonic() < deadline, "training did not reach epoch 3"
     os.kill(process.pid, signal.SIGKILL)
