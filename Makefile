@@ -15,6 +15,11 @@ PIPELINE_NAME ?= rnn-classifier-training
 DATA_URI ?= gs://YOUR_BUCKET/survey/reference
 # The simulated survey's column 0 is time in days: train on time since the previous observation.
 DEMO_SETTINGS ?= --set time_column=0
+# SWEEP=1: run the Katib sweep first, with the local runner (no cluster here).
+SWEEP ?= 0
+SWEEP_TRIALS ?= 8
+SWEEP_SETTINGS = $(if $(filter 1,$(SWEEP)),--set sweep=true --set katib_on_cluster=false \
+	--set sweep_max_trials=$(SWEEP_TRIALS),)
 
 .DEFAULT_GOAL := help
 .PHONY: help venv demo test lint compile upload submit image push katib-manifest clean
@@ -35,10 +40,10 @@ venv: $(BIN)/rnn-classifier ## create .venv from requirements.lock
 $(DATA_DIR)/train_labels.npy: | $(BIN)/rnn-classifier
 	$(BIN)/rnn-classifier simulate --output-dir $(DATA_DIR)
 
-demo: $(BIN)/rnn-classifier $(DATA_DIR)/train_labels.npy ## run the compiled pipeline on the simulated survey under kfp.local
+demo: $(BIN)/rnn-classifier $(DATA_DIR)/train_labels.npy ## run the compiled pipeline on the simulated survey under kfp.local (SWEEP=1: sweep first)
 	$(BIN)/python -m pipelines.compile --output $(PIPELINE) --image $(IMAGE)
 	$(BIN)/python -m pipelines.run_local --pipeline $(PIPELINE) --data-uri $(DATA_DIR) \
-		--pipeline-root $(PIPELINE_ROOT) $(DEMO_SETTINGS)
+		--pipeline-root $(PIPELINE_ROOT) $(DEMO_SETTINGS) $(SWEEP_SETTINGS)
 
 test: lint ## run the linters and the tests
 	$(BIN)/python -m pytest -q

@@ -31,9 +31,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 def train_default(data_dir: Path, output_dir: Path, epochs: int) -> float:
     """Train the default config through the same CLI as a trial; its val macro AUC."""
-    subprocess.run([sys.executable, "-m", "rnn_classifier.cli", "train",
-                    f"--data-dir={data_dir}", f"--output-dir={output_dir}",
-                    f"--epochs={epochs}"], check=True, stdout=subprocess.DEVNULL)
+    run = subprocess.run([sys.executable, "-m", "rnn_classifier.cli", "train",
+                          f"--data-dir={data_dir}", f"--output-dir={output_dir}",
+                          f"--epochs={epochs}"], capture_output=True, text=True)
+    if run.returncode != 0:
+        # TensorFlow's start-up chatter is on stderr too: show it only when it matters.
+        raise SystemExit(f"default training failed:\n{run.stdout[-2000:]}{run.stderr[-2000:]}")
     metrics = json.loads((output_dir / "training_metrics.json").read_text())
     return metrics["validation"]["val_macro_auc"]
 

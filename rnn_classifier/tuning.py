@@ -21,7 +21,8 @@ KATIB_VERSION = "v1beta1"
 EXPERIMENTS = "experiments"
 # Where a pod finds its own namespace (the pipeline run's namespace).
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-TERMINAL_CONDITIONS = ("Succeeded", "Failed")
+# How often the Experiment's status is read: trials take minutes, so 30 s is plenty.
+POLL_SECONDS = 30.0
 
 
 class TuningError(RuntimeError):
@@ -74,7 +75,7 @@ def typed_assignments(assignments: list[dict]) -> dict:
 
 
 def run_experiment(manifest: dict, namespace: str, api, timeout_s: float = 6 * 3600,
-                   poll_s: float = 30.0, log: Callable[[str], None] = print) -> dict:
+                   poll_s: float | None = None, log: Callable[[str], None] = print) -> dict:
     """Create the Experiment, wait for it, and return the optimal trial.
 
     Returns:
@@ -124,4 +125,4 @@ def run_experiment(manifest: dict, namespace: str, api, timeout_s: float = 6 * 3
                               f"{timeout_s:.0f} s; last condition: "
                               f"{condition.get('type', 'none')} "
                               f"({condition.get('reason', '')}: {condition.get('message', '')})")
-        time.sleep(poll_s)
+        time.sleep(POLL_SECONDS if poll_s is None else poll_s)

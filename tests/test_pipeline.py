@@ -10,16 +10,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from kfp.dsl import HTML, ClassificationMetrics, Dataset, Markdown, Metrics, Model
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Markdown, Metrics, Model
 
 from components import DEFAULT_IMAGE, build_components
 from pipelines import compile as compile_module
 from rnn_classifier.config import DEFAULTS, field_names, field_type
 from rnn_classifier.data import write_dataset
+from rnn_classifier.search_space import (
+    DEFAULT_ALGORITHM,
+    DEFAULT_MAX_TRIALS,
+    DEFAULT_PARALLEL_TRIALS,
+    SEARCH_SPACE,
+)
 from rnn_classifier.simulate import CLASS_NAMES, simulate_survey
 
 ROOT = Path(__file__).resolve().parents[1]
 IR_TYPES = {bool: "BOOLEAN", int: "NUMBER_INTEGER", float: "NUMBER_DOUBLE", str: "STRING"}
+SWEEP_PARAMETERS = {"sweep": False, "katib_on_cluster": True, "katib_namespace": "",
+                    "sweep_algorithm": DEFAULT_ALGORITHM, "sweep_max_trials": DEFAULT_MAX_TRIALS,
+                    "sweep_parallel_trials": DEFAULT_PARALLEL_TRIALS, "sweep_timeout_hours": 6.0}
 QUICK = {"epochs": 3, "rnn_units": 8, "dense_units": 8, "batch_size": 128, "time_column": 0}
 
 
@@ -46,6 +55,7 @@ def test_ir_has_the_three_components_with_their_artifact_types(tmp_path):
     expected = {
         "comp-validate-data": {"dataset": "system.Dataset", "metrics": "system.Metrics",
                                "report": "system.Markdown"},
+        "comp-tune": {"experiment": "system.Artifact", "metrics": "system.Metrics"},
         "comp-train": {"model": "system.Model", "metrics": "system.Metrics"},
         "comp-evaluate": {"metrics": "system.Metrics",
                           "classification_metrics": "system.ClassificationMetrics",
@@ -62,14 +72,26 @@ def test_ir_has_the_three_components_with_their_artifact_types(tmp_path):
     assert components["comp-evaluate"]["inputDefinitions"]["artifacts"]["model"][
         "artifactType"]["schemaTitle"] == "system.Model"
     dag = spec["root"]["dag"]["tasks"]
-    assert dag["train"]["dependentTasks"] == ["validate-data"]
+    assert dag["tune"]["dependentTasks"] == ["validate-data"]
+    assert sorted(dag["train"]["dependentTasks"]) == ["tune", "validate-data"]
     assert sorted(dag["evaluate"]["dependentTasks"]) == ["train", "validate-data"]
+    tune_outputs = components["comp-tune"]["outputDefinitions"]["parameters"]
+    assert {name: value["parameterType"] for name, value in tune_outputs.items()} == {
+        parameter.name: IR_TYPES[field_type(parameter.name)] for parameter in SEARCH_SPACE}
+    # The train step takes every searched hyperparameter from the tune step.
+    train_inputs = dag["train"]["inputs"]["parameters"]
+    for parameter in SEARCH_SPACE:
+        assert train_inputs[parameter.name]["taskOutputParameter"] == {
+            "producerTask": "tune", "outputParameterKey": parameter.name}
+    assert train_inputs["epochs"]["componentInputParameter"] == "epochs"
 
 
 def test_every_pipeline_parameter_mirrors_the_config_dataclass(tmp_path):
     parameters = compile_pipeline(tmp_path)["spec"]["root"]["inputDefinitions"]["parameters"]
-    assert set(parameters) == {"data_uri", *field_names()}
+    assert set(parameters) == {"data_uri", *field_names(), *SWEEP_PARAMETERS}
     assert "defaultValue" not in parameters["data_uri"]
+    for name, default in SWEEP_PARAMETERS.items():
+        assert parameters[name]["defaultValue"] == default, name
     for name in field_names():
         assert parameters[name]["parameterType"] == IR_TYPES[field_type(name)], name
         assert parameters[name]["defaultValue"] == getattr(DEFAULTS, name), name
@@ -143,6 +165,14 @@ def test_components_python_funcs_on_fixture_data(tmp_path, survey_dir):
     assert "| train |" in Path(report.path).read_text()
     assert (Path(dataset.path) / "classes.txt").read_text().split() == list(CLASS_NAMES)
 
+    settings = DEFAULTS.replace(**QUICK).to_dict()
+    passed_through = ops.tune.python_func(
+        dataset=dataset, experiment=artifact(Artifact, tmp_path, "experiment"),
+        metrics=artifact(Metrics, tmp_path, "tune_metrics"), sweep=False, on_cluster=True,
+        namespace="", algorithm="tpe", max_trials=4, parallel_trials=2, timeout_hours=1.0,
+        trial_image="unused", trial_gpu=False, **settings)
+    assert passed_through == tuple(settings[parameter.name] for parameter in SEARCH_SPACE)
+
     model = artifact(Model, tmp_path, "model")
     train_metrics = artifact(Metrics, tmp_path, "train_metrics")
     ops.train.python_func(dataset=dataset, model=model, metrics=train_metrics,
@@ -195,7 +225,7 @@ def test_compiled_yaml_runs_under_kfp_local_and_is_cached(tmp_path, survey_dir, 
     caplog.clear()
     with caplog.at_level(logging.INFO):
         again = run_compiled(pipeline_file, root, data_uri=str(survey_dir), **QUICK)
-    for name in ("validate-data", "train", "evaluate"):
+    for name in ("validate-data", "tune", "train", "evaluate"):
         assert f"Task {name} cache hit" in caplog.text, name
     assert Path(again.outputs["report"].path).read_bytes() == Path(
         task.outputs["report"].path).read_bytes()
@@ -218,3 +248,21 @@ def test_corrupt_dataset_stops_at_validate_data(tmp_path, survey_dir, capfd):
     assert len(run_dirs) == 1
     assert not (run_dirs[0] / "train").exists()
     assert not (run_dirs[0] / "evaluate").exists()
+
+
+def test_sweep_runs_locally_and_the_final_model_uses_the_best_trial(tmp_path, survey_dir):
+    pipeline_file = compile_pipeline(tmp_path)["path"]
+    task = run_compiled(pipeline_file, tmp_path / "runs", data_uri=str(survey_dir), **QUICK,
+                        sweep=True, katib_on_cluster=False, sweep_max_trials=2,
+                        sweep_parallel_trials=1)
+    run_dir = Path(task.outputs["report"].path).parents[1]
+    tune = executor_output(run_dir, "tune")
+    assert tune["artifacts"]["metrics"]["artifacts"][0]["metadata"]["trials"] == 2
+    best = tune["parameterValues"]
+    assert set(best) == {parameter.name for parameter in SEARCH_SPACE}
+    trained = json.loads((Path(task.outputs["model"].path) / "config.json").read_text())
+    for name, value in best.items():
+        assert trained[name] == pytest.approx(value), name
+    assert trained["epochs"] == QUICK["epochs"]  # fixed settings reach the final train too
+    manifest = yaml.safe_load((run_dir / "tune" / "experiment").read_text())
+    assert manifest["spec"]["maxTrialCount"] == 2

@@ -6,7 +6,13 @@ or Failed).
 """
 
 import pytest
+from kfp.dsl import Artifact, Metrics
 
+from rnn_classifier import tuning
+from rnn_classifier.config import DEFAULTS
+from rnn_classifier.katib import load_manifest, validate_experiment
+from rnn_classifier.search_space import SEARCH_SPACE
+from rnn_classifier.steps import tune_step
 from rnn_classifier.tuning import TuningError, custom_objects_api, run_experiment
 from tests.k8s_stub import FAILED, SUCCEEDED, KubernetesStub
 
@@ -47,3 +53,45 @@ def test_timeout_reports_the_last_condition():
             TuningError, match="did not finish within 0 s; last condition: Running"):
         run_experiment(MANIFEST, "team-astro", custom_objects_api(stub.url), timeout_s=0.05,
                        poll_s=0.01, log=lambda line: None)
+
+
+def tune_arguments(**overrides):
+    settings = DEFAULTS.replace(epochs=3, time_column=0).to_dict()
+    return {**settings, "sweep": True, "on_cluster": True, "namespace": "team-astro",
+            "algorithm": "tpe", "max_trials": 4, "parallel_trials": 2, "timeout_hours": 1.0,
+            "trial_image": "registry.example/rnn:1", "trial_gpu": True, **overrides}
+
+
+def test_tune_step_on_the_cluster_runs_a_valid_experiment(tmp_path, monkeypatch):
+    monkeypatch.setattr(tuning, "POLL_SECONDS", 0.01)
+    experiment = Artifact(name="experiment", uri=str(tmp_path / "experiment.yaml"))
+    metrics = Metrics(name="metrics", uri=str(tmp_path / "metrics"))
+    with KubernetesStub(SUCCEEDED) as stub:
+        best = tune_step("gs://bucket/runs/7/dataset", str(tmp_path / "unused"),
+                         tune_arguments(api_server=stub.url), experiment, metrics)
+    created = stub.requests[0]["body"]
+    assert stub.requests[0]["path"].endswith("/namespaces/team-astro/experiments")
+    assert validate_experiment(created) == []
+    assert created == load_manifest(experiment.path) | {
+        "metadata": {**load_manifest(experiment.path)["metadata"], "namespace": "team-astro"}}
+    container = created["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"][
+        "containers"][0]
+    assert container["image"] == "registry.example/rnn:1"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    command = container["command"]
+    assert "--data-dir=gs://bucket/runs/7/dataset" in command
+    assert "--epochs=3" in command and "--time-column=0" in command  # held fixed
+    assert "--learning-rate=${trialParameters.learning_rate}" in command
+    expected = {**{p.name: getattr(DEFAULTS, p.name) for p in SEARCH_SPACE},
+                "learning_rate": 0.0031, "rnn_units": 48, "rnn_type": "lstm", "loss": "wce"}
+    assert best == tuple(expected[p.name] for p in SEARCH_SPACE)
+    assert metrics.metadata == {"best_val_macro_auc": 0.97}
+
+
+def test_tune_step_fails_with_katibs_reason(tmp_path, monkeypatch):
+    monkeypatch.setattr(tuning, "POLL_SECONDS", 0.01)
+    with KubernetesStub(FAILED) as stub, pytest.raises(TuningError,
+                                                       match="ExperimentMaxFailedTrialsReached"):
+        tune_step("gs://bucket/runs/7/dataset", str(tmp_path), tune_arguments(api_server=stub.url),
+                  Artifact(name="e", uri=str(tmp_path / "e.yaml")),
+                  Metrics(name="m", uri=str(tmp_path / "m")))
