@@ -14,7 +14,12 @@ from types import SimpleNamespace
 
 from kfp import dsl
 
+from components.check_drift import check_drift
+from components.compare import compare
 from components.evaluate import evaluate
+from components.ingest import ingest
+from components.promote import promote, record_decision
+from components.publish_model import publish_model
 from components.train import train
 from components.tune import tune
 from components.validate_data import validate_data
@@ -32,4 +37,5 @@ def build_components(image: str = DEFAULT_IMAGE) -> SimpleNamespace:
     return SimpleNamespace(**{
         function.__name__: dsl.component(function, base_image=image,
                                          install_kfp_package=False)
-        for function in (validate_data, tune, train, evaluate)})
+        for function in (validate_data, tune, train, evaluate, ingest, check_drift, compare,
+                         publish_model, promote, record_decision)})

@@ -1,7 +1,13 @@
 """Compile the pipelines to YAML for `kfp run create` / `kfp pipeline create`.
 
     python -m pipelines.compile --output build/training_pipeline.yaml \
+        [--retraining-output build/retraining_pipeline.yaml] [--gcs-secret NAME] \
         [--image IMAGE] [--gpu] [--node-selector KEY=VALUE] [--toleration KEY=VALUE:EFFECT]
+
+Both pipelines are compiled: the retraining pipeline goes beside the training
+pipeline unless --retraining-output says otherwise. --gcs-secret mounts that
+Kubernetes secret (a service-account key.json) on the tasks that touch Cloud
+Storage; without it the tasks rely on Workload Identity.
 
 Needs kfp only: no TensorFlow is imported (the component bodies run in the image).
 """
@@ -12,6 +18,7 @@ from pathlib import Path
 from kfp import compiler
 
 from components import DEFAULT_IMAGE
+from pipelines.retraining_pipeline import build_retraining_pipeline
 from pipelines.training_pipeline import build_training_pipeline
 
 
@@ -43,12 +50,21 @@ def main(argv: list[str] | None = None) -> Path:
                         metavar="KEY=VALUE")
     parser.add_argument("--toleration", type=parse_toleration, action="append", default=[],
                         metavar="KEY[=VALUE]:EFFECT")
+    parser.add_argument("--retraining-output", type=Path, default=None,
+                        help="default: retraining_pipeline.yaml beside --output")
+    parser.add_argument("--gcs-secret", default=None, metavar="NAME",
+                        help="Kubernetes secret with a service-account key.json to mount on "
+                        "the tasks that use Cloud Storage (default: Workload Identity)")
     args = parser.parse_args(argv)
-    pipeline = build_training_pipeline(args.image, args.gpu, dict(args.node_selector),
-                                       args.toleration)
-    args.output.parent.mkdir(parents=True, exist_ok=True)  # kfp's compiler does not
-    compiler.Compiler().compile(pipeline, str(args.output))
-    print(f"compiled {args.output} (image {args.image}{', 1 GPU' if args.gpu else ''})")
+    retraining_output = args.retraining_output or args.output.with_name(
+        "retraining_pipeline.yaml")
+    hardware = (args.image, args.gpu, dict(args.node_selector), args.toleration)
+    for build, output in ((build_training_pipeline, args.output),
+                          (build_retraining_pipeline, retraining_output)):
+        output.parent.mkdir(parents=True, exist_ok=True)  # kfp's compiler does not
+        compiler.Compiler().compile(build(*hardware, gcs_secret=args.gcs_secret), str(output))
+        print(f"compiled {output} (image {args.image}{', 1 GPU' if args.gpu else ''}"
+              f"{f', secret {args.gcs_secret}' if args.gcs_secret else ''})")
     return args.output
 
 

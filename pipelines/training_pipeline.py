@@ -15,6 +15,7 @@ from kfp import dsl
 from kfp.dsl import HTML, Metrics, Model
 
 from components import DEFAULT_IMAGE, build_components
+from pipelines.credentials import use_gcs_secret
 from rnn_classifier.config import DEFAULTS, field_names
 from rnn_classifier.search_space import (
     DEFAULT_ALGORITHM,
@@ -36,7 +37,8 @@ class TrainingOutputs(NamedTuple):
 
 def build_training_pipeline(image: str = DEFAULT_IMAGE, gpu: bool = False,
                             node_selector: "dict[str, str] | None" = None,
-                            tolerations: "list[dict[str, str]] | None" = None):
+                            tolerations: "list[dict[str, str]] | None" = None,
+                            gcs_secret: str | None = None):
     """The training pipeline on `image`.
 
     Args:
@@ -46,6 +48,8 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE, gpu: bool = False,
         tolerations: Taints the train step tolerates, as dicts of
             kfp-kubernetes `add_toleration` arguments (key, operator, value,
             effect).
+        gcs_secret: Kubernetes secret holding a service-account key.json, mounted
+            on validate_data (which reads gs://); None: Workload Identity.
     """
     ops = build_components(image)
 
@@ -104,6 +108,7 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE, gpu: bool = False,
                            if name in field_names()}
         validated = ops.validate_data(data_uri=data_uri, mixed=mixed, mask_value=mask_value)
         validated.set_display_name("validate data")
+        use_gcs_secret(validated, gcs_secret)
         dataset = validated.outputs["dataset"]
         # The tune step always runs and hands its values to the one train step:
         # with sweep off it returns the given hyperparameters unchanged. (Branches

@@ -4,6 +4,12 @@ Every `train` flag is derived from `TrainConfig` (`--rnn-units` for
 `rnn_units`...), so the CLI, the YAML config, the pipeline and the Katib
 trials can never drift apart. Bad input prints one `error:` line naming the
 file and the problem, and exits with status 2 having written nothing.
+
+Every `--data-dir`, `--output-dir` and `--model-dir` (and `predict --output`)
+may be a `gs://BUCKET/PATH`: inputs are downloaded to a temporary folder,
+outputs written to one and uploaded only when the command succeeds (see
+`rnn_classifier.storage`). Cloud Storage failing after its retries prints
+one `error:` line and exits with status 1.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from rnn_classifier.config import ConfigError, TrainConfig
 from rnn_classifier.data import DataError
 
 EXIT_BAD_INPUT = 2
+EXIT_STORAGE = 1
 TRUE_WORDS = {"true", "1", "yes", "on"}
 FALSE_WORDS = {"false", "0", "no", "off"}
 
@@ -77,21 +84,22 @@ def build_parser() -> argparse.ArgumentParser:
         return commands.add_parser(name, help=help, allow_abbrev=False)
 
     simulate = command("simulate", "write the simulated GOTO-like survey")
-    simulate.add_argument("--output-dir", required=True, type=Path)
+    simulate.add_argument("--output-dir", required=True, help="folder or gs://BUCKET/PATH")
     simulate.add_argument("--n-vs", type=int, help="variable stars")
     simulate.add_argument("--n-sn", type=int, help="supernovae")
     simulate.add_argument("--n-agn", type=int, help="active galactic nuclei")
     simulate.add_argument("--seed", type=int, default=0)
 
     validate = command("validate", "check a data folder against the contract")
-    validate.add_argument("--data-dir", required=True, type=Path)
+    validate.add_argument("--data-dir", required=True, help="folder or gs://BUCKET/PATH")
     validate.add_argument("--no-mixed", dest="mixed", action="store_false",
                           help="time series only: no contextual feature files")
     validate.add_argument("--mask-value", type=float, default=config_module.DEFAULTS.mask_value)
 
     train = command("train", "train one model")
-    train.add_argument("--data-dir", required=True, type=Path)
-    train.add_argument("--output-dir", required=True, type=Path)
+    train.add_argument("--data-dir", required=True, help="folder or gs://BUCKET/PATH")
+    train.add_argument("--output-dir", required=True,
+                       help="model folder or gs://BUCKET/PATH (trained locally, then uploaded)")
     train.add_argument("--config", type=Path, help="YAML/JSON file of config fields")
     train.add_argument("--resume", action="store_true",
                        help="continue an interrupted run from its last checkpoint")
@@ -100,31 +108,33 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(train)
 
     evaluate = command("evaluate", "metrics, figures and report.html")
-    evaluate.add_argument("--data-dir", required=True, type=Path)
-    evaluate.add_argument("--model-dir", required=True, type=Path)
-    evaluate.add_argument("--output-dir", type=Path,
-                          help="default: MODEL_DIR/evaluation")
+    evaluate.add_argument("--data-dir", required=True, help="folder or gs://BUCKET/PATH")
+    evaluate.add_argument("--model-dir", required=True, help="folder or gs://BUCKET/PATH")
+    evaluate.add_argument("--output-dir", help="default: MODEL_DIR/evaluation")
 
     predict = command("predict", "class probabilities as CSV")
-    predict.add_argument("--model-dir", required=True, type=Path)
-    predict.add_argument("--data-dir", required=True, type=Path)
+    predict.add_argument("--model-dir", required=True, help="folder or gs://BUCKET/PATH")
+    predict.add_argument("--data-dir", required=True, help="folder or gs://BUCKET/PATH")
     predict.add_argument("--split", default="test")
-    predict.add_argument("--output", required=True, type=Path)
+    predict.add_argument("--output", required=True, help="CSV file or gs://BUCKET/PATH.csv")
 
     grid = command("grid", "train a grid of models (the original workflow)")
-    grid.add_argument("--data-dir", required=True, type=Path)
+    grid.add_argument("--data-dir", required=True, help="folder or gs://BUCKET/PATH")
     grid.add_argument("--config", required=True, type=Path, help="grid YAML")
-    grid.add_argument("--output-dir", type=Path, default=Path("trained_models"))
+    grid.add_argument("--output-dir", default="trained_models",
+                      help="folder or gs://BUCKET/PATH (default: trained_models)")
     grid.add_argument("--rnn", default="gru", help="comma-separated: gru,lstm")
     grid.add_argument("--loss", default="focal", help="comma-separated: focal,wce,ce")
     grid.add_argument("--no-mixed", dest="mixed", action="store_false")
 
     sweep = command("sweep", "run a Katib Experiment's trials locally (same manifest, same CLI)")
     sweep.add_argument("--experiment", required=True, type=Path, help="Katib Experiment YAML")
-    sweep.add_argument("--data-dir", required=True, type=Path,
-                       help="local data folder (replaces the trial command's --data-dir)")
-    sweep.add_argument("--output-dir", required=True, type=Path,
-                       help="trials.csv, best.json and trials/<n>/model go here")
+    sweep.add_argument("--data-dir", required=True,
+                       help="data folder or gs://BUCKET/PATH (downloaded once; replaces the "
+                       "trial command's --data-dir)")
+    sweep.add_argument("--output-dir", required=True,
+                       help="trials.csv, best.json and trials/<n>/model go here (folder or "
+                       "gs://BUCKET/PATH, uploaded when the sweep ends)")
     sweep.add_argument("--max-trials", type=int, help="default: the manifest's maxTrialCount")
     sweep.add_argument("--parallel", type=int,
                        help="trials at once (default: the manifest's parallelTrialCount)")
@@ -162,75 +172,121 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _data_files(splits: tuple[str, ...] | None = None) -> list[str]:
+    """The contract files worth downloading from a gs:// data folder."""
+    from rnn_classifier.data import SPLITS
+    from rnn_classifier.steps import contract_file_names
+
+    wanted = SPLITS if splits is None else splits
+    return [name for name in contract_file_names(mixed=True)
+            if not name.endswith(".npy") or name.split("_", 1)[0] in wanted]
+
+
 def run_simulate(args) -> None:
     from rnn_classifier.simulate import DEFAULT_COUNTS, simulate_survey, write_survey
+    from rnn_classifier.storage import is_gcs, list_files, local_output
 
     given = {"VS": args.n_vs, "SN": args.n_sn, "AGN": args.n_agn}
     counts = {f"n_{name.lower()}": DEFAULT_COUNTS[name] if value is None else value
               for name, value in given.items()}
-    if args.output_dir.exists() and any(args.output_dir.iterdir()):
+    occupied = (list_files(args.output_dir) if is_gcs(args.output_dir)
+                else Path(args.output_dir).exists() and any(Path(args.output_dir).iterdir()))
+    if occupied:
         raise DataError(f"{args.output_dir}: folder exists and is not empty; choose another "
                         "--output-dir")
-    write_survey(args.output_dir, simulate_survey(seed=args.seed, **counts))
+    with local_output(args.output_dir) as output_dir:
+        write_survey(output_dir, simulate_survey(seed=args.seed, **counts))
     print(f"wrote the simulated survey ({counts}) to {args.output_dir}")
 
 
 def run_validate(args) -> None:
     from rnn_classifier.data import load_dataset, summarise
+    from rnn_classifier.storage import local_input
 
-    dataset = load_dataset(args.data_dir, mixed=args.mixed, mask_value=args.mask_value)
-    print(json.dumps(summarise(dataset, args.mask_value), indent=2))
+    with local_input(args.data_dir, _data_files()) as data_dir:
+        dataset = load_dataset(data_dir, mixed=args.mixed, mask_value=args.mask_value)
+        print(json.dumps(summarise(dataset, args.mask_value), indent=2))
     print(f"{args.data_dir}: valid")
 
 
 def run_train(args) -> None:
-    from rnn_classifier.train import train
+    from rnn_classifier.storage import exists, is_gcs, join_uri, local_input, local_output
+    from rnn_classifier.train import MODEL_FILE, TrainError, train
 
-    result = train(resolve_config(args), args.data_dir, args.output_dir, resume=args.resume,
-                   overwrite=args.overwrite)
-    print(f"model written to {result.model_dir}")
+    config = resolve_config(args)
+    if is_gcs(args.output_dir):
+        # Checkpoints live in the local working copy, so a gs:// run cannot be resumed;
+        # the other output checks are train()'s, made against the bucket.
+        if args.resume:
+            raise TrainError(f"{args.output_dir}: --resume needs a local --output-dir (a "
+                             "gs:// run trains in a temporary folder and uploads the "
+                             "finished model)")
+        if not args.overwrite and exists(join_uri(args.output_dir, MODEL_FILE)):
+            raise TrainError(f"{args.output_dir}: already holds a trained model; choose "
+                             "another --output-dir or pass --overwrite")
+    with local_input(args.data_dir, _data_files()) as data_dir, \
+            local_output(args.output_dir, last=(MODEL_FILE,)) as output_dir:
+        train(config, data_dir, output_dir, resume=args.resume, overwrite=args.overwrite)
+    print(f"model written to {args.output_dir}")
 
 
 def run_evaluate(args) -> None:
     from rnn_classifier.evaluate import evaluate_model
+    from rnn_classifier.storage import join_uri, local_input, local_output
 
-    output_dir = args.output_dir or args.model_dir / "evaluation"
-    metrics = evaluate_model(args.model_dir, args.data_dir, output_dir)
+    output_uri = args.output_dir or join_uri(args.model_dir, "evaluation")
+    with local_input(args.model_dir) as model_dir, \
+            local_input(args.data_dir, _data_files(("validation", "test"))) as data_dir, \
+            local_output(output_uri) as output_dir:
+        metrics = evaluate_model(model_dir, data_dir, output_dir)
     for split in ("validation", "test"):
         figures = metrics[split]
         print(f"{split:>10}: accuracy={figures['accuracy']:.4f} "
               f"balanced_accuracy={figures['balanced_accuracy']:.4f} "
               f"macro_f1={figures['macro_f1']:.4f} macro_roc_auc={figures['macro_roc_auc']:.4f}")
-    print(f"report: {Path(output_dir) / 'report.html'}")
+    print(f"report: {join_uri(output_uri, 'report.html')}")
 
 
 def run_predict(args) -> None:
     from rnn_classifier.predict import load_trained_model, write_predictions
+    from rnn_classifier.storage import local_input, local_output_file
 
-    trained = load_trained_model(args.model_dir)
-    rows = write_predictions(
-        trained, args.data_dir, args.split, args.output,
-        progress=lambda done, total: print(f"predicted {done}/{total}", file=sys.stderr))
+    with local_input(args.model_dir) as model_dir, \
+            local_input(args.data_dir, _data_files((args.split,))) as data_dir, \
+            local_output_file(args.output) as output:
+        trained = load_trained_model(model_dir)
+        rows = write_predictions(
+            trained, data_dir, args.split, output,
+            progress=lambda done, total: print(f"predicted {done}/{total}", file=sys.stderr))
     print(f"wrote {rows} predictions to {args.output}")
 
 
 def run_grid(args) -> None:
     from rnn_classifier.grid import run_grid as grid
+    from rnn_classifier.storage import local_input, local_output
 
-    grid(args.data_dir, args.config, args.output_dir, args.rnn.split(","), args.loss.split(","),
-         mixed=args.mixed)
+    with local_input(args.data_dir, _data_files()) as data_dir, \
+            local_output(args.output_dir) as output_dir:
+        grid(data_dir, args.config, output_dir, args.rnn.split(","), args.loss.split(","),
+             mixed=args.mixed)
 
 
 def run_sweep(args) -> None:
+    from rnn_classifier.storage import join_uri, local_input, local_output
     from rnn_classifier.sweep import load_experiment
     from rnn_classifier.sweep import run_sweep as sweep
 
-    result = sweep(load_experiment(args.experiment), args.data_dir, args.output_dir,
-                   max_trials=args.max_trials, parallel=args.parallel, seed=args.seed)
+    experiment = load_experiment(args.experiment)
+    # The finished sweep is uploaded even when no trial succeeded: trials.csv says why.
+    with local_input(args.data_dir, _data_files()) as data_dir, \
+            local_output(args.output_dir) as output_dir:
+        result = sweep(experiment, data_dir, output_dir, max_trials=args.max_trials,
+                       parallel=args.parallel, seed=args.seed)
     if result.best is None:
         # Katib marks such an Experiment Failed; so does our exit status.
         print(f"error: no trial succeeded ({result.stopped_because}); see "
-              f"{result.output_dir / 'trials.csv'} and the trials' trial.log", file=sys.stderr)
+              f"{join_uri(args.output_dir, 'trials.csv')} and the trials' trial.log",
+              file=sys.stderr)
         raise SystemExit(1)
 
 
@@ -268,14 +324,19 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `rnn-classifier` console script; returns the exit status."""
     # TensorFlow's C++ start-up chatter hides the progress lines people need.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from rnn_classifier.storage import StorageError, StorageNotFound
     from rnn_classifier.train import TrainError
 
     args = build_parser().parse_args(argv)
     try:
         COMMANDS[args.command](args)
-    except (DataError, ConfigError, TrainError, FileExistsError) as error:
+    except (DataError, ConfigError, TrainError, FileExistsError, StorageNotFound) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except StorageError as error:
+        # Cloud Storage itself failed (after its retries): not the input's fault.
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_STORAGE
     return 0
 
 

@@ -6,11 +6,22 @@ magnitude, magnitude error), M=2 contextual features, variable-length
 sequences padded with the mask value after their last observation, and
 one-hot labels. Every fixture is function-scoped and built fresh, so a test
 may modify what it gets.
+
+Cloud Storage fixtures run the real `gcp-storage-emulator` server on
+127.0.0.1 (`gcs_emulator`, one per session) and give each test a fresh
+bucket with STORAGE_EMULATOR_HOST pointing at it (`gcs_bucket`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +101,99 @@ def dataset_arrays() -> Arrays:
 def data_dir(tmp_path: Path, dataset_arrays: Arrays) -> Path:
     """`dataset_arrays` written as the nine contract files (no classes.txt)."""
     return write_dataset(tmp_path / "data", dataset_arrays)
+
+
+# --------------------------------------------------------------------------
+# Cloud Storage: the gcp-storage-emulator server
+# --------------------------------------------------------------------------
+
+class GcsEmulator:
+    """A `gcp-storage-emulator` server on 127.0.0.1, file-backed so that a
+    restart keeps its buckets and objects (the failure tests stop it mid-upload)."""
+
+    def __init__(self, data_dir: Path, log_path: Path) -> None:
+        self.data_dir = data_dir
+        self.log_path = log_path
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.host = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        """Start the server (same port, same data) and wait until it answers."""
+        executable = Path(sys.executable).with_name("gcp-storage-emulator")
+        command = ([str(executable)] if executable.exists()
+                   else [sys.executable, "-m", "gcp_storage_emulator"])
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [*command, "--data-dir", str(self.data_dir), "start", "--host", "127.0.0.1",
+                 "--port", str(self.port), "--quiet"],
+                stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gcp-storage-emulator exited: "
+                                   f"{self.log_path.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.host + "/", timeout=1) as reply:
+                    if reply.read() == b"OK":
+                        return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"gcp-storage-emulator did not answer on {self.host} within "
+                           f"{timeout_s:g} s")
+
+    def stop(self) -> None:
+        """Kill the server at once, as a crash would."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def ensure_running(self) -> None:
+        if not self.running:
+            self.start()
+
+    def create_bucket(self, name: str | None = None) -> str:
+        """A new bucket (a fresh unique name by default); returns its name."""
+        name = name or f"test-{uuid.uuid4().hex[:16]}"
+        request = urllib.request.Request(
+            f"{self.host}/storage/v1/b?project=test", data=json.dumps({"name": name}).encode(),
+            headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            assert reply.status == 200, reply.read()
+        return name
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory) -> Iterator[GcsEmulator]:
+    """One emulator server for the session, killed at the end.
+
+    Tests reach it through the `gcs_bucket` fixture, which points
+    STORAGE_EMULATOR_HOST at it for the test's duration only.
+    """
+    root = tmp_path_factory.mktemp("gcs-emulator")
+    emulator = GcsEmulator(root / "data", root / "emulator.log")
+    emulator.start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture
+def gcs_bucket(gcs_emulator: GcsEmulator, monkeypatch) -> str:
+    """A fresh bucket on the (running) emulator, as `gs://NAME`; STORAGE_EMULATOR_HOST
+    is set for this test and restored afterwards."""
+    gcs_emulator.ensure_running()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.host)
+    return f"gs://{gcs_emulator.create_bucket()}"

@@ -217,7 +217,8 @@ def test_project_manifest_trials_are_valid_train_invocations(tmp_path):
     command = trial_command(experiment, values, SAMPLE_DATA, tmp_path / "model")
     assert command[1:4] == ["-m", "rnn_classifier.cli", "train"]
     args = cli.build_parser().parse_args(command[3:])
-    assert args.data_dir == SAMPLE_DATA and args.output_dir == tmp_path / "model"
+    # Kept as strings by the CLI: Path() would collapse a gs:// URI's "//".
+    assert args.data_dir == str(SAMPLE_DATA) and args.output_dir == str(tmp_path / "model")
     cli.resolve_config(args)  # every substituted value is a valid config value
 
 
