@@ -15,6 +15,12 @@ PIPELINE_NAME ?= rnn-classifier-training
 DATA_URI ?= gs://YOUR_BUCKET/survey/reference
 # The simulated survey's column 0 is time in days: train on time since the previous observation.
 DEMO_SETTINGS ?= --set time_column=0
+# Retraining: credentials secret (optional), bucket, schedule.
+GCS_SECRET ?=
+RETRAINING_PIPELINE = $(dir $(PIPELINE))retraining_pipeline.yaml
+BUCKET_URI ?= gs://YOUR_BUCKET
+CRON ?= 0 0 6 * * *
+SCHEDULE_NAME ?= rnn-classifier-retraining
 # SWEEP=1: run the Katib sweep first, with the local runner (no cluster here).
 SWEEP ?= 0
 SWEEP_TRIALS ?= 8
@@ -22,7 +28,7 @@ SWEEP_SETTINGS = $(if $(filter 1,$(SWEEP)),--set sweep=true --set katib_on_clust
 	--set sweep_max_trials=$(SWEEP_TRIALS),)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test lint compile upload submit image push katib-manifest clean
+.PHONY: help venv demo test lint compile upload submit image push katib-manifest clean schedule unschedule
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -52,9 +58,9 @@ lint: $(BIN)/rnn-classifier ## ruff on the code, hadolint on the Dockerfiles
 	$(BIN)/ruff check rnn_classifier components pipelines tests benchmarks docker
 	$(BIN)/hadolint docker/Dockerfile docker/Dockerfile.gpu
 
-compile: $(BIN)/rnn-classifier ## compile build/training_pipeline.yaml (IMAGE=..., GPU=1)
+compile: $(BIN)/rnn-classifier ## compile build/training_pipeline.yaml and build/retraining_pipeline.yaml (IMAGE=..., GPU=1, GCS_SECRET=name)
 	$(BIN)/python -m pipelines.compile --output $(PIPELINE) --image $(IMAGE) \
-		$(if $(filter 1,$(GPU)),--gpu,)
+		$(if $(filter 1,$(GPU)),--gpu,) $(if $(GCS_SECRET),--gcs-secret $(GCS_SECRET),)
 
 upload: compile ## upload the pipeline to $(KFP_ENDPOINT): a new version, or a new pipeline the first time
 	$(BIN)/kfp --endpoint $(KFP_ENDPOINT) pipeline create-version -n $(PIPELINE_NAME) \
@@ -70,6 +76,15 @@ image: ## build the image with docker (GPU=1: docker/Dockerfile.gpu)
 
 push: image ## push the image to its registry
 	docker push $(IMAGE)
+
+schedule: compile ## create (or replace) an enabled recurring run of the retraining pipeline (CRON='0 0 6 * * *' BUCKET_URI=gs://...)
+	$(BIN)/python -m pipelines.schedule create --endpoint $(KFP_ENDPOINT) \
+		--experiment $(EXPERIMENT) --name $(SCHEDULE_NAME) --cron '$(CRON)' \
+		--pipeline $(RETRAINING_PIPELINE) --set bucket_uri=$(BUCKET_URI)
+
+unschedule: $(BIN)/rnn-classifier ## delete the recurring run of the retraining pipeline
+	$(BIN)/python -m pipelines.schedule delete --endpoint $(KFP_ENDPOINT) \
+		--experiment $(EXPERIMENT) --name $(SCHEDULE_NAME)
 
 katib-manifest: $(BIN)/rnn-classifier ## regenerate manifests/katib/experiment.yaml and validate it strictly
 	$(BIN)/rnn-classifier katib manifest --output manifests/katib/experiment.yaml

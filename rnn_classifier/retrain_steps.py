@@ -205,14 +205,14 @@ def compare_step(dataset_path: str, model_path: str, bucket_uri: str, metric: st
     Returns (promote, reason, champion generation read (a string: it can
     exceed what a pipeline number holds exactly), decision dict). A
     champion that cannot be used on this data at all (other classes or
-    feature widths, model folder missing) is replaced, and the reason says
-    so; a storage failure fails the step instead.
+    feature widths, model folder gone) is replaced, and the reason says so;
+    any other storage failure fails the step instead.
     """
     import numpy as np
 
     from rnn_classifier.data import DataError, load_array
     from rnn_classifier.retrain import decide, rare_classes, read_champion, score_model, scores
-    from rnn_classifier.storage import download_folder
+    from rnn_classifier.storage import StorageNotFound, download_folder
 
     challenger = scores(score_model(model_path, dataset_path))
     class_names = list(challenger["recall"])
@@ -224,10 +224,10 @@ def compare_step(dataset_path: str, model_path: str, bucket_uri: str, metric: st
     champion, unusable = None, None
     if champion_pointer is not None:
         with tempfile.TemporaryDirectory(prefix="rnn-champion-") as local:
-            download_folder(champion_pointer["model_uri"], local)
             try:
+                download_folder(champion_pointer["model_uri"], local)
                 champion = scores(score_model(local, dataset_path))
-            except DataError as error:
+            except (DataError, StorageNotFound) as error:
                 unusable = str(error).replace(local, champion_pointer["model_uri"])
     decision = decide(challenger, champion, metric, min_delta, recall_tolerance, rare)
     if unusable:
@@ -321,6 +321,20 @@ def run_folder_name(read_at: str, run_id: str) -> str:
     return f"{stamp}-{run_id.replace('-', '')[:8]}"
 
 
+def _counts_as_ints(record: dict) -> dict:
+    """Counts back to ints: a dict parameter carries every number as a float."""
+    record = json.loads(json.dumps(record))
+    for key in ("examples", "support"):
+        if isinstance(record.get(key), dict):
+            record[key] = {name: int(value) for name, value in record[key].items()}
+    if "duplicates_removed" in record:
+        record["duplicates_removed"] = int(record["duplicates_removed"])
+    for key in ("challenger", "champion"):
+        if isinstance(record.get(key), dict):
+            record[key] = _counts_as_ints(record[key])
+    return record
+
+
 def publish_step(model_path: str, bucket_uri: str, run_id: str, data_record: dict,
                  decision: dict) -> tuple[str, str]:
     """Copy the challenger's model folder and its figures to models/<run>/.
@@ -332,10 +346,12 @@ def publish_step(model_path: str, bucket_uri: str, run_id: str, data_record: dic
     from rnn_classifier.retrain import MODELS, join, now_utc
     from rnn_classifier.storage import upload_folder, write_json
 
+    data_record, decision = _counts_as_ints(data_record), _counts_as_ints(decision)
     name = run_folder_name(data_record["read_at"], run_id)
     folder = join(bucket_uri, MODELS, name)
     model_uri = join(folder, "model")
-    upload_folder(model_path, model_uri)
+    # model.keras last: its presence marks a complete model folder (promote checks it).
+    upload_folder(model_path, model_uri, last=["model.keras"])
     write_json(join(folder, "metrics.json"), decision["challenger"])
     write_json(join(folder, "decision.json"), {
         "run": name, "run_id": run_id, "published_at": now_utc(), "model_uri": model_uri,
@@ -371,6 +387,7 @@ def promote_step(bucket_uri: str, model_uri: str, run_name: str, run_id: str,
     from rnn_classifier.retrain import join, now_utc, write_champion
     from rnn_classifier.storage import StorageError, exists
 
+    data_record, decision = _counts_as_ints(data_record), _counts_as_ints(decision)
     if not exists(join(model_uri, "model.keras")):
         raise StorageError(f"{model_uri}/model.keras: the published model is missing; the "
                            "pointer was left as it is")

@@ -569,7 +569,7 @@ def test_new_good_batches_train_challengers_promoted_or_refused_by_the_rule(
     refused = storage.read_json(f"{bucket}/models/{last['run']}/decision.json")[0]
     assert refused["data"]["new_batches"] == ["2026-11-05"]
     check_decision_follows_the_rule(refused["decision"], refuse_rule)
-    runs = {name.split("/")[1] for name in storage.list_files(f"{bucket}/models")
+    runs = {name.split("/")[0] for name in storage.list_files(f"{bucket}/models")
             if "/" in name}
     assert runs == {first["run"], second["run"], last["run"]}  # every challenger published
 
