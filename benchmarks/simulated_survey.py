@@ -19,12 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from rnn_classifier.config import DEFAULTS
 from rnn_classifier.data import load_dataset
 from rnn_classifier.evaluate import classification_metrics, evaluate_model, plot_auc_vs_observations
-from rnn_classifier.simulate import simulate_survey, summary_statistics, write_survey
+from rnn_classifier.simulate import simulate_survey, summary_statistics_baseline, write_survey
 from rnn_classifier.train import train
 
 BASE = {"time_column": 0}  # the simulated survey's column 0 is time in days
@@ -41,21 +39,16 @@ COMPARISONS = {
 
 def logistic_regression_baseline(data_dir: Path, class_names: list[str]) -> dict:
     """Balanced logistic regression on summary statistics + contextual features."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     dataset = load_dataset(data_dir)
 
-    def features(split):
-        return np.hstack([summary_statistics(split.time_features, DEFAULTS.mask_value),
-                          split.contextual_features])
+    def arrays(split):
+        return {"time_features": split.time_features,
+                "contextual_features": split.contextual_features, "labels": split.labels}
 
-    model = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced",
-                                                               max_iter=2000))
-    model.fit(features(dataset["train"]), dataset["train"].labels)
     test = dataset["test"]
-    return classification_metrics(test.labels, model.predict_proba(features(test)), class_names)
+    proba = summary_statistics_baseline(arrays(dataset["train"]), arrays(test),
+                                        DEFAULTS.mask_value)
+    return classification_metrics(test.labels, proba, class_names)
 
 
 def row(name: str, metrics: dict, seconds: float | None) -> str:

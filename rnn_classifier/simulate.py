@@ -129,14 +129,17 @@ _MIN_GAP_DAYS = 0.01
 _SHORT_CURVE_FRACTION = 0.10
 _SHORT_CURVE_MAX_OBS = 10
 
-_TYPICAL_GAP_DAYS = (0.7, 6.0)
+_TYPICAL_GAP_DAYS = (1.0, 8.0)
 _VS_PERIOD_DAYS = (0.1, 100.0)
 _VS_PERIOD_MEDIAN_DAYS = 0.5
 _VS_LOG10_PERIOD_SCATTER = 0.5
 _VS_AMPLITUDE_MAG = (0.3, 1.5)
+# (sinusoid, pulsator, eclipsing binary)
+_VS_SHAPE_PROBABILITIES = (0.30, 0.45, 0.25)
+_VS_PULSATOR_RISE_FRACTION = (0.05, 0.25)
 _SN_RISE_DAYS = (1.5, 8.0)
 _SN_DECLINE_DAYS = (15.0, 80.0)
-_SN_PEAK_HEIGHT = (1.0, 5.0)
+_SN_PEAK_HEIGHT = (0.7, 4.0)
 _SN_PEAK_POSITION = (0.05, 0.6)
 _AGN_DAMPING_DAYS = (20.0, 150.0)
 _AGN_RMS_MAG = (0.2, 0.6)
@@ -146,12 +149,12 @@ _POISSON_GAIN_UJY = 0.33
 _CALIBRATION_FLOOR = 0.01
 
 _CATALOGUE_RADIUS_ARCSEC = 20.0
-_CHANCE_MATCH_PROBABILITY = 0.45
-_HOST_CATALOGUED_FRACTION = {"SN": 0.65, "AGN": 0.60}
+_CHANCE_MATCH_PROBABILITY = 0.55
+_HOST_CATALOGUED_FRACTION = {"SN": 0.75, "AGN": 0.70}
 _SN_HOST_OFFSET_ARCSEC = 2.5
 _SN_HOST_OFFSET_LOG_SCATTER = 0.6
 _AGN_ASTROMETRIC_SCATTER_ARCSEC = 0.6
-_VS_SIN_LATITUDE_SCALE = 0.5
+_VS_SIN_LATITUDE_SCALE = 0.7
 
 
 def _log_uniform(rng: np.random.Generator, low: float, high: float, size) -> np.ndarray:
@@ -207,11 +210,11 @@ def _variable_star_magnitudes(rng: np.random.Generator, times: np.ndarray) -> np
     period = np.clip(10.0**log_period, *_VS_PERIOD_DAYS)
     amplitude = _log_uniform(rng, *_VS_AMPLITUDE_MAG, (n, 1))
     phase = np.mod(times / period + rng.uniform(size=(n, 1)), 1.0)
-    kind = rng.choice(3, size=(n, 1), p=(0.30, 0.35, 0.35))
+    kind = rng.choice(3, size=(n, 1), p=_VS_SHAPE_PROBABILITIES)
 
     sinusoid = 0.5 * np.sin(2.0 * np.pi * phase)
 
-    rise_fraction = rng.uniform(0.08, 0.3, (n, 1))
+    rise_fraction = rng.uniform(*_VS_PULSATOR_RISE_FRACTION, (n, 1))
     brightness = np.where(
         phase < rise_fraction, phase / rise_fraction, (1.0 - phase) / (1.0 - rise_fraction)
     )
@@ -306,9 +309,11 @@ def _contextual_features(rng: np.random.Generator, class_name: str, n: int) -> n
     abs_latitude = np.degrees(np.arcsin(sin_b))
 
     if class_name == "SN":
-        true_separation = _SN_HOST_OFFSET_ARCSEC * np.exp(_SN_HOST_OFFSET_LOG_SCATTER * rng.standard_normal(n))
+        true_separation = _SN_HOST_OFFSET_ARCSEC * np.exp(
+            _SN_HOST_OFFSET_LOG_SCATTER * rng.standard_normal(n))
     else:
-        true_separation = _AGN_ASTROMETRIC_SCATTER_ARCSEC * np.sqrt(-2.0 * np.log(1.0 - rng.uniform(size=n)))
+        true_separation = _AGN_ASTROMETRIC_SCATTER_ARCSEC * np.sqrt(
+            -2.0 * np.log(1.0 - rng.uniform(size=n)))
     true_host_mag = rng.uniform(14.5, 20.5, n)
 
     chance_found = rng.uniform(size=n) < _CHANCE_MATCH_PROBABILITY
@@ -510,6 +515,38 @@ def summary_statistics(time_features: np.ndarray, mask_value: float = -99.0) -> 
         ],
         axis=1,
     )
+
+
+def summary_statistics_baseline(train: Mapping[str, np.ndarray], test: Mapping[str, np.ndarray],
+                                mask_value: float = -99.0) -> np.ndarray:
+    """Test-set probabilities of the order-free baseline the RNN must beat.
+
+    A class-balanced logistic regression on :func:`summary_statistics` plus the
+    contextual features, standardised on the training split.
+
+    Args:
+        train: {"time_features", "contextual_features", "labels"} of the
+            training split (labels one-hot or integer).
+        test: the same for the split to score.
+        mask_value: Padding value.
+
+    Returns:
+        (N_test, K) class probabilities.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def features(split: Mapping[str, np.ndarray]) -> np.ndarray:
+        return np.hstack([summary_statistics(np.asarray(split["time_features"]), mask_value),
+                          np.asarray(split["contextual_features"], dtype=np.float64)])
+
+    labels = np.asarray(train["labels"])
+    labels = labels.argmax(axis=1) if labels.ndim == 2 else labels
+    model = make_pipeline(StandardScaler(),
+                          LogisticRegression(max_iter=2000, class_weight="balanced"))
+    model.fit(features(train), labels)
+    return model.predict_proba(features(test))
 
 
 def write_survey(
