@@ -14,7 +14,9 @@ EXPERIMENT ?= rnn-classifier
 PIPELINE_NAME ?= rnn-classifier-training
 DATA_URI ?= gs://YOUR_BUCKET/survey/reference
 # The simulated survey's column 0 is time in days: train on time since the previous observation.
-DEMO_SETTINGS ?= --set time_column=0
+# Batches of 256 at a learning rate of 3e-3 learn the 15,000-curve training split as well as
+# the defaults (64, 1e-3) in about 2.5x less time on 2 cores (measured; see the issue notes).
+DEMO_SETTINGS ?= --set time_column=0 --set batch_size=256 --set learning_rate=0.003
 # Retraining: credentials secret (optional), bucket, schedule.
 GCS_SECRET ?=
 RETRAINING_PIPELINE = $(dir $(PIPELINE))retraining_pipeline.yaml

@@ -55,6 +55,10 @@ def test_original_sample_data_accuracy(tmp_path):
 
 def test_japanese_vowels_accuracy(tmp_path):
     data_dir = japanese_vowels(tmp_path / "data")
-    accuracy = test_accuracy(data_dir, tmp_path / "model", DEFAULTS.replace(mixed=False))
+    # 216 training examples and a 54-example validation split, whose AUC saturates
+    # early: a longer patience lets the validation loss pick the best epoch
+    # (measured 0.981, against 0.954-0.968 with the default patience of 10).
+    config = DEFAULTS.replace(mixed=False, patience=20)
+    accuracy = test_accuracy(data_dir, tmp_path / "model", config)
     print(f"JapaneseVowels test accuracy {accuracy:.4f}")
     assert accuracy >= 0.95
