@@ -209,7 +209,6 @@ def test_katib_upstream_examples_parse_or_say_why_not():
             assert make_sampler(experiment, seed=0)[0] is not None
 
 
-@pytest.mark.skipif(not PROJECT_MANIFEST.exists(), reason="project manifest not written yet")
 def test_project_manifest_trials_are_valid_train_invocations(tmp_path):
     experiment = load_experiment(PROJECT_MANIFEST)
     make_sampler(experiment, seed=0)
