@@ -25,7 +25,9 @@ def train(dataset: Input[Dataset], model: Output[Model], metrics: Output[Metrics
           epochs: int,
           patience: int,
           monitor: str,
-          seed: int):
+          seed: int,
+          bucket_by_length: bool,
+          precision: str):
     """Train the recurrent classifier; every hyperparameter is a TrainConfig field.
 
     Prints one `name=value` line per epoch (epoch, loss, accuracy, val_loss,

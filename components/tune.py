@@ -30,6 +30,8 @@ def tune(dataset: Input[Dataset], experiment: Output[Artifact], metrics: Output[
          patience: int,
          monitor: str,
          seed: int,
+         bucket_by_length: bool,
+         precision: str,
          ) -> NamedTuple("BestHyperparameters", [
         ("learning_rate", float),
         ("rnn_units", int),

@@ -93,6 +93,8 @@ def build_retraining_pipeline(image: str = DEFAULT_IMAGE, gpu: bool = False,
         patience: int = DEFAULTS.patience,
         monitor: str = DEFAULTS.monitor,
         seed: int = DEFAULTS.seed,
+        bucket_by_length: bool = DEFAULTS.bucket_by_length,
+        precision: str = DEFAULTS.precision,
     ) -> RetrainingOutputs:
         """Merge new batches, validate, check drift, train, evaluate, compare, promote.
 

@@ -2,6 +2,7 @@
 
     python -m pipelines.run_local --data-uri data/simulated_survey \
         [--pipeline build/training_pipeline.yaml] [--pipeline-root runs] [--set epochs=20 ...]
+        [--no-cache]
 
 This runs exactly what `kfp run create` would submit, each step as a
 subprocess in this Python environment (`SubprocessRunner(use_venv=False)`),
@@ -43,12 +44,13 @@ def parse_settings(settings: list[str], types: dict[str, str]) -> dict:
     return values
 
 
-def run_pipeline(pipeline_file: Path, pipeline_root: Path, arguments: dict):
+def run_pipeline(pipeline_file: Path, pipeline_root: Path, arguments: dict,
+                 enable_caching: bool = True):
     """Run the compiled pipeline under kfp.local and return its task (outputs materialised)."""
     from kfp import components, local
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
-               enable_caching=True)
+               enable_caching=enable_caching)
     pipeline = components.load_component_from_file(str(pipeline_file))
     return pipeline(**arguments)
 
@@ -60,13 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pipeline-root", type=Path, default=Path("runs"))
     parser.add_argument("--set", dest="settings", action="append", default=[],
                         metavar="NAME=VALUE", help="a pipeline parameter (repeatable)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="run every step even if an identical one ran before")
     args = parser.parse_args(argv)
     data_uri = args.data_uri if args.data_uri.startswith("gs://") else str(
         Path(args.data_uri).resolve())
     settings = parse_settings(args.settings, pipeline_parameter_types(args.pipeline))
     try:
         task = run_pipeline(args.pipeline, args.pipeline_root.resolve(),
-                            {"data_uri": data_uri, **settings})
+                            {"data_uri": data_uri, **settings},
+                            enable_caching=not args.no_cache)
     except RuntimeError as error:
         print(f"error: pipeline failed: {error}", file=sys.stderr)
         return 1

@@ -89,6 +89,8 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE, gpu: bool = False,
         patience: int = DEFAULTS.patience,
         monitor: str = DEFAULTS.monitor,
         seed: int = DEFAULTS.seed,
+        bucket_by_length: bool = DEFAULTS.bucket_by_length,
+        precision: str = DEFAULTS.precision,
     ) -> TrainingOutputs:
         """Validate the data, optionally sweep with Katib, train, evaluate.
 

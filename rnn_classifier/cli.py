@@ -21,13 +21,24 @@ import sys
 from pathlib import Path
 
 from rnn_classifier import config as config_module
-from rnn_classifier.config import ConfigError, TrainConfig
+from rnn_classifier.config import PREDICT_BATCH_SIZE, ConfigError, TrainConfig
 from rnn_classifier.data import DataError
 
 EXIT_BAD_INPUT = 2
 EXIT_STORAGE = 1
 TRUE_WORDS = {"true", "1", "yes", "on"}
 FALSE_WORDS = {"false", "0", "no", "off"}
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is below the minimum 1")
+    return value
 
 
 def parse_bool(text: str) -> bool:
@@ -117,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--data-dir", required=True, help="folder or gs://BUCKET/PATH")
     predict.add_argument("--split", default="test")
     predict.add_argument("--output", required=True, help="CSV file or gs://BUCKET/PATH.csv")
+    predict.add_argument("--batch-size", type=_positive_int, default=PREDICT_BATCH_SIZE,
+                         help="light curves per inference batch (default %(default)s)")
 
     grid = command("grid", "train a grid of models (the original workflow)")
     grid.add_argument("--data-dir", required=True, help="folder or gs://BUCKET/PATH")
@@ -255,6 +268,7 @@ def run_predict(args) -> None:
             local_input(args.data_dir, _data_files((args.split,))) as data_dir, \
             local_output_file(args.output) as output:
         trained = load_trained_model(model_dir)
+        trained.batch_size = args.batch_size
         rows = write_predictions(
             trained, data_dir, args.split, output,
             progress=lambda done, total: print(f"predicted {done}/{total}", file=sys.stderr))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -96,15 +97,19 @@ def train_step(dataset_path: str, hyperparameters: dict[str, Any], model, metric
     `hyperparameters` may hold other names too (a component passes its
     `locals()`); only TrainConfig fields are used.
     """
-    from rnn_classifier.train import train
+    from rnn_classifier.train import HISTORY_KEYS, train
 
+    started = time.monotonic()
     config = TrainConfig(**{name: hyperparameters[name] for name in field_names()})
     result = train(config, dataset_path, model.path)
     model.metadata.update({"framework": "keras", "best_epoch": result.best_epoch,
                            **{name: value for name, value in config.to_dict().items()}})
-    values = {name: value for name, value in result.best_metrics.items() if name != "epoch"}
+    values = {name: result.best_metrics[name] for name in HISTORY_KEYS}
     values["best_epoch"] = result.best_epoch
     values["epochs_run"] = result.epochs_run
+    # Whole step (loading, scaling, training, saving): benchmarks/performance.py
+    # subtracts it from the pipeline's wall time to measure the pipeline's overhead.
+    values["step_seconds"] = round(time.monotonic() - started, 3)
     _log_metrics(metrics, values)
     return values
 
@@ -122,6 +127,7 @@ def evaluate_step(dataset_path: str, model_path: str, metrics, classification_me
     """Evaluate on the test split; publish scalars, confusion matrix, ROC, HTML and Markdown."""
     from rnn_classifier.evaluate import evaluate_model
 
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="rnn-evaluate-") as output_dir:
         result = evaluate_model(model_path, dataset_path, output_dir)
         Path(html.path).parent.mkdir(parents=True, exist_ok=True)
@@ -136,6 +142,7 @@ def evaluate_step(dataset_path: str, model_path: str, metrics, classification_me
         if recall is not None:
             values[f"test_recall_{name}"] = recall
     values = {name: value for name, value in values.items() if value is not None}
+    values["step_seconds"] = round(time.monotonic() - started, 3)
     _log_metrics(metrics, values)
 
     classification_metrics.log_confusion_matrix(class_names, test["confusion_matrix"]["counts"])

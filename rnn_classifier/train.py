@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnn_classifier.config import TrainConfig
+from rnn_classifier.config import PREDICT_BATCH_SIZE, TrainConfig
 from rnn_classifier.data import Dataset, Scaler, Split, load_dataset
 
 MODEL_FILE = "model.keras"
@@ -100,6 +100,9 @@ class _EpochRecorder:
         import keras
 
         class Callback(keras.callbacks.Callback):
+            def on_epoch_begin(callback, epoch, logs=None):  # noqa: N805 - closure over self
+                self.on_epoch_begin()
+
             def on_epoch_end(callback, epoch, logs=None):  # noqa: N805 - closure over self
                 self.on_epoch_end(callback.model, epoch, logs or {})
 
@@ -110,7 +113,11 @@ class _EpochRecorder:
         self.checkpoint_dir = checkpoint_dir
         self.state = state
         self.log = log
-        self.started = time.monotonic()
+        self.predictor = None
+        self.epoch_started = time.monotonic()
+
+    def on_epoch_begin(self) -> None:
+        self.epoch_started = time.monotonic()
 
     def improved(self, value: float, val_loss: float) -> bool:
         """Better monitor value; on a tie, lower validation loss.
@@ -129,12 +136,21 @@ class _EpochRecorder:
         return value < best if self.config.minimise_monitor else value > best
 
     def on_epoch_end(self, model, epoch: int, logs: dict) -> None:
-        proba = model.predict(self.validation_inputs, batch_size=1024, verbose=0)
+        from rnn_classifier.batching import BucketedPredictor
+        from rnn_classifier.model import CONTEXT_INPUT, TIME_INPUT
+
+        if self.predictor is None or self.predictor.model is not model:
+            self.predictor = BucketedPredictor(model, self.config.mask_value)
+        proba = self.predictor.predict(self.validation_inputs[TIME_INPUT],
+                                       self.validation_inputs.get(CONTEXT_INPUT))
         scores = macro_scores(self.validation_labels, proba)
         logs["val_macro_f1"] = scores["macro_f1"]
         logs["val_macro_auc"] = scores["macro_auc"]
+        previous = self.state["history"][-1]["elapsed_seconds"] if self.state["history"] else 0.0
         row = {"epoch": epoch + 1, **{key: float(logs.get(key, float("nan")))
-                                      for key in HISTORY_KEYS}}
+                                      for key in HISTORY_KEYS},
+               # Training time only: a resumed run does not count the time it was stopped.
+               "elapsed_seconds": round(previous + time.monotonic() - self.epoch_started, 3)}
         self.state["history"].append(row)
         value = row[self.config.monitor]
         best_weights = self.checkpoint_dir / f"best-{epoch + 1}.weights.h5"
@@ -229,7 +245,7 @@ def train(config: TrainConfig, data_dir: str | Path, output_dir: str | Path,
     import keras
 
     from rnn_classifier.losses import class_weights, make_loss
-    from rnn_classifier.model import build_model
+    from rnn_classifier.model import CONTEXT_INPUT, TIME_INPUT, build_model
 
     train_split, validation_split = dataset["train"], dataset["validation"]
     train_inputs = prepare_arrays(train_split, scaler)
@@ -247,9 +263,14 @@ def train(config: TrainConfig, data_dir: str | Path, output_dir: str | Path,
                             0 if train_split.contextual_features is None
                             else train_split.contextual_features.shape[1],
                             dataset.n_classes)
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                      loss=make_loss(config.loss, weights, config.gamma),
-                      metrics=["accuracy"])
+        optimizer = keras.optimizers.Adam(config.learning_rate)
+        if config.precision == "mixed_float16":
+            # float16 gradients underflow without loss scaling (bfloat16 has float32's range).
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        # No jit_compile: on CPU, XLA made each epoch slower and cost ~45 s of compilation
+        # for the length buckets (benchmarks/performance.py); inference uses it instead.
+        model.compile(optimizer=optimizer, loss=make_loss(config.loss, weights, config.gamma),
+                      metrics=["accuracy"], jit_compile=False)
         state = {"config": config.to_dict(), "epoch": 0, "best_value": None, "best_loss": None,
                  "best_epoch": 0,
                  "wait": 0, "stopped_early": False, "history": []}
@@ -260,23 +281,38 @@ def train(config: TrainConfig, data_dir: str | Path, output_dir: str | Path,
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
 
     n_train = len(train_split)
-    log(f"training {config.rnn_type}/{config.loss} on {n_train} examples, validating on "
-        f"{len(validation_split)}; classes {dataset.class_names} with weights "
-        f"{np.round(weights, 3).tolist()}")
+    batch_size = config.resolved_batch_size(n_train)
+    log(f"training {config.rnn_type}/{config.loss} on {n_train} examples in batches of "
+        f"{batch_size}, validating on {len(validation_split)}; classes {dataset.class_names} "
+        f"with weights {np.round(weights, 3).tolist()}")
     recorder = _EpochRecorder(config, validation_inputs, validation_split.labels,
                               checkpoint_dir, state, log)
     if state["epoch"] < config.epochs and not state["stopped_early"]:
-        model.fit(train_inputs, one_hot(train_split.labels, dataset.n_classes),
-                  validation_data=(validation_inputs,
-                                   one_hot(validation_split.labels, dataset.n_classes)),
-                  batch_size=config.batch_size, epochs=config.epochs,
-                  initial_epoch=state["epoch"], shuffle=True, verbose=0,
-                  callbacks=[recorder.callback])
+        train_targets = one_hot(train_split.labels, dataset.n_classes)
+        validation_targets = one_hot(validation_split.labels, dataset.n_classes)
+        if config.bucket_by_length:
+            from rnn_classifier.batching import training_dataset
+
+            fit_data = {"x": training_dataset(
+                train_inputs[TIME_INPUT], train_inputs.get(CONTEXT_INPUT), train_targets,
+                config.mask_value, batch_size, shuffle_seed=config.seed + state["epoch"]),
+                # The dataset reshuffles itself every epoch.
+                "shuffle": False}
+            validation_data = training_dataset(
+                validation_inputs[TIME_INPUT], validation_inputs.get(CONTEXT_INPUT),
+                validation_targets, config.mask_value, PREDICT_BATCH_SIZE, shuffle_seed=None)
+        else:
+            fit_data = {"x": train_inputs, "y": train_targets, "batch_size": batch_size,
+                        "shuffle": True}
+            validation_data = (validation_inputs, validation_targets)
+        model.fit(**fit_data, validation_data=validation_data, epochs=config.epochs,
+                  initial_epoch=state["epoch"], verbose=0, callbacks=[recorder.callback])
     if state["best_epoch"] == 0:
         raise TrainError(f"no epoch produced a finite {config.monitor}; the run diverged "
                          "(try a lower learning rate)")
     model.load_weights(checkpoint_dir / state["best_weights_file"])
     best = next(row for row in state["history"] if row["epoch"] == state["best_epoch"])
+    state["batch_size"] = batch_size
     _write_model_folder(output_dir, model, config, scaler, dataset, state, best)
     shutil.rmtree(checkpoint_dir)
     log(f"best epoch {state['best_epoch']}: " + format_metrics(
@@ -296,13 +332,15 @@ def _write_model_folder(output_dir: Path, model, config: TrainConfig, scaler: Sc
     scaler.save(staging / SCALER_FILE)
     (staging / CLASSES_FILE).write_text("\n".join(dataset.class_names) + "\n")
     with (staging / HISTORY_FILE).open("w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=["epoch", *HISTORY_KEYS])
+        writer = csv.DictWriter(stream, fieldnames=["epoch", *HISTORY_KEYS, "elapsed_seconds"])
         writer.writeheader()
         writer.writerows(state["history"])
     (staging / TRAINING_METRICS_FILE).write_text(json.dumps({
         "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
         "stopped_early": state["stopped_early"], "monitor": config.monitor,
-        "validation": {key: value for key, value in best.items() if key != "epoch"},
+        "training_seconds": state["history"][-1]["elapsed_seconds"],
+        "batch_size": state["batch_size"],
+        "validation": {key: best[key] for key in HISTORY_KEYS},
     }, indent=2) + "\n")
     # model.keras goes last: its presence marks a complete model folder.
     names = sorted(path.name for path in staging.iterdir())

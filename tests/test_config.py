@@ -66,3 +66,16 @@ def test_saved_config_round_trips(tmp_path):
     config.save(tmp_path / "config.json")
     assert TrainConfig.load(tmp_path / "config.json") == config
     assert TrainConfig(learning_rate=1).learning_rate == 1.0
+
+
+@pytest.mark.parametrize("n_train, expected", [
+    (10, 32), (216, 32), (560, 32), (3000, 64), (6000, 128), (15294, 256), (10**6, 256)])
+def test_automatic_batch_size_gives_about_64_steps_an_epoch_within_32_to_256(n_train, expected):
+    assert DEFAULTS.batch_size == 0
+    assert DEFAULTS.resolved_batch_size(n_train) == expected
+
+
+def test_an_explicit_batch_size_is_kept():
+    assert DEFAULTS.replace(batch_size=48).resolved_batch_size(15294) == 48
+    with pytest.raises(ConfigError, match="below the minimum"):
+        DEFAULTS.replace(batch_size=-1)

@@ -80,7 +80,7 @@ def test_metric_names_are_what_the_trainer_prints():
     (SearchParameter("gamma", "double", 3.0, 1.0), "min 3.0 must be below max 1.0"),
     (SearchParameter("l2", "double", 0.0, 1e-3, log=True), "logUniform needs min > 0"),
     (SearchParameter("rnn_units", "int", 8.5, 64), "8.5 is not a valid int"),
-    (SearchParameter("batch_size", "discrete", values=(32, 0)), "below batch_size's config"),
+    (SearchParameter("batch_size", "discrete", values=(32, -1)), "below batch_size's config"),
     (SearchParameter("loss", "categorical", values=()), "must list at least one value"),
     (SearchParameter("mixed", "categorical", values=("true", "maybe")), "not a boolean word"),
     (SearchParameter("dropout", "uniform", 0.0, 0.5), "'uniform' is not one of"),

@@ -55,3 +55,17 @@ def test_saves_and_reloads_in_safe_mode(tmp_path):
     assert "Lambda" not in layer_types(loaded)
     np.testing.assert_allclose(model.predict(data, verbose=0), loaded.predict(data, verbose=0),
                                atol=1e-6)
+
+
+@pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_computes_in_16_bits_with_float32_weights_and_output(precision):
+    model = build_model(DEFAULTS.replace(precision=precision), 3, 2, 3)
+    compute_dtype = precision.removeprefix("mixed_")
+    for name in ("gru_1", "gru_2", "dense"):
+        assert model.get_layer(name).compute_dtype == compute_dtype
+        assert model.get_layer(name).variable_dtype == "float32"
+    assert model.get_layer("probabilities").compute_dtype == "float32"
+    time = np.random.default_rng(0).normal(size=(4, 6, 3)).astype(np.float32)
+    proba = model(model_inputs(time, np.zeros((4, 2), np.float32)), training=False)
+    assert proba.dtype == "float32"
+    np.testing.assert_allclose(np.asarray(proba).sum(axis=1), 1.0, atol=1e-5)

@@ -179,6 +179,7 @@ def test_components_python_funcs_on_fixture_data(tmp_path, survey_dir):
                           **DEFAULTS.replace(**QUICK).to_dict())
     assert (Path(model.path) / "model.keras").exists()
     assert 0.0 <= train_metrics.metadata["val_macro_auc"] <= 1.0
+    assert train_metrics.metadata["step_seconds"] > 0  # read by benchmarks/performance.py
     assert model.metadata["rnn_units"] == 8
 
     outputs = {name: artifact(kind, tmp_path, name) for name, kind in (
@@ -187,7 +188,7 @@ def test_components_python_funcs_on_fixture_data(tmp_path, survey_dir):
     ops.evaluate.python_func(dataset=dataset, model=model, **outputs)
     assert set(outputs["metrics"].metadata) >= {
         "test_accuracy", "test_balanced_accuracy", "test_macro_f1", "test_macro_roc_auc",
-        "test_ece", "test_recall_SN", "test_recall_AGN", "test_recall_VS"}
+        "test_ece", "test_recall_SN", "test_recall_AGN", "test_recall_VS", "step_seconds"}
     matrix = outputs["classification_metrics"].metadata["confusionMatrix"]
     assert [spec["displayName"] for spec in matrix["annotationSpecs"]] == list(CLASS_NAMES)
     assert outputs["classification_metrics"].metadata["roc_class"] in ("SN", "AGN")
@@ -195,10 +196,10 @@ def test_components_python_funcs_on_fixture_data(tmp_path, survey_dir):
     assert "| SN |" in Path(outputs["summary"].path).read_text()
 
 
-def run_compiled(pipeline_file, root, **arguments):
+def run_compiled(pipeline_file, root, enable_caching=True, **arguments):
     from pipelines.run_local import run_pipeline
 
-    return run_pipeline(pipeline_file, root, arguments)
+    return run_pipeline(pipeline_file, root, arguments, enable_caching=enable_caching)
 
 
 def executor_output(run_dir: Path, task: str) -> dict:
@@ -229,6 +230,17 @@ def test_compiled_yaml_runs_under_kfp_local_and_is_cached(tmp_path, survey_dir, 
         assert f"Task {name} cache hit" in caplog.text, name
     assert Path(again.outputs["report"].path).read_bytes() == Path(
         task.outputs["report"].path).read_bytes()
+
+    # With the cache off (run_local --no-cache, what the pipeline benchmark times) every
+    # step runs again.
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        fresh = run_compiled(pipeline_file, root, enable_caching=False,
+                             data_uri=str(survey_dir), **QUICK)
+    assert "cache hit" not in caplog.text
+    fresh_run_dir = Path(fresh.outputs["report"].path).parents[1]
+    assert fresh_run_dir != run_dir
+    assert executor_output(fresh_run_dir, "train")["artifacts"]["model"]
 
 
 def test_corrupt_dataset_stops_at_validate_data(tmp_path, survey_dir, capfd):

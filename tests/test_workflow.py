@@ -21,10 +21,12 @@ def model_dir(tmp_path_factory):
     return out
 
 
-def test_predict_writes_one_row_per_example(model_dir, tmp_path):
+@pytest.mark.parametrize("batch_size", [None, "7"])
+def test_predict_writes_one_row_per_example(model_dir, tmp_path, batch_size):
     output = tmp_path / "predictions.csv"
+    flags = [] if batch_size is None else ["--batch-size", batch_size]
     assert main(["predict", "--model-dir", str(model_dir), "--data-dir", str(SAMPLE_DATA),
-                 "--split", "test", "--output", str(output)]) == 0
+                 "--split", "test", "--output", str(output), *flags]) == 0
     with output.open() as stream:
         rows = list(csv.DictReader(stream))
     assert list(rows[0]) == ["index", "p_class 0", "p_class 1", "predicted_class"]
@@ -48,6 +50,17 @@ def test_chunked_prediction_equals_whole(model_dir):
     np.testing.assert_allclose(np.concatenate(chunks),
                                trained.predict_proba(test.time_features,
                                                      test.contextual_features), atol=1e-6)
+
+
+@pytest.mark.parametrize("batch_size", ["0", "-3", "many"])
+def test_predict_rejects_a_bad_batch_size(model_dir, tmp_path, capsys, batch_size):
+    output = tmp_path / "predictions.csv"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--model-dir", str(model_dir), "--data-dir", str(SAMPLE_DATA),
+              "--output", str(output), "--batch-size", batch_size])
+    assert exit_info.value.code == 2
+    assert "--batch-size" in capsys.readouterr().err
+    assert not output.exists()
 
 
 def test_predict_refuses_an_incomplete_model_folder(tmp_path, capsys):
@@ -118,3 +131,17 @@ def test_grid_rejects_unknown_keys(tmp_path, capsys):
                  "--output-dir", str(tmp_path / "out")]) == 2
     assert "batch_size" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_predictions_csv_quotes_class_names_with_commas_and_quotes(model_dir, tmp_path):
+    from rnn_classifier.predict import write_predictions
+
+    trained = load_trained_model(model_dir)
+    trained.class_names = ["SN, Ia", 'AGN "radio"']
+    output = tmp_path / "predictions.csv"
+    assert write_predictions(trained, SAMPLE_DATA, "test", output) == 300
+    with output.open(newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert list(rows[0]) == ["index", "p_SN, Ia", 'p_AGN "radio"', "predicted_class"]
+    assert {row["predicted_class"] for row in rows} <= {"SN, Ia", 'AGN "radio"'}
+    assert [int(row["index"]) for row in rows] == list(range(300))
