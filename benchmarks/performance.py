@@ -166,6 +166,7 @@ def training_figures(model_dir: Path, survey_dir: Path, target: float) -> dict:
 
 
 def bench_training(workdir: Path, target: float) -> dict:
+    """Train the original configuration, the defaults and the ablations; compare them."""
     survey_dir = ensure_survey(workdir)
     results = {"target_val_macro_auc": target, "runs": {}}
     for name, settings in {**TRAINING_RUNS, **ABLATIONS}.items():
@@ -187,6 +188,7 @@ def bench_training(workdir: Path, target: float) -> dict:
 
 
 def print_training(results: dict) -> None:
+    """The training table and ratios."""
     target = results["target_val_macro_auc"]
     log(f"\nTraining on the default simulated survey (target validation macro ROC-AUC "
         f"{target})")
@@ -290,6 +292,7 @@ def worker(args) -> None:
 
 def measure(kind: str, model_dir: Path, data_dir: Path, batch_size: int, workdir: Path,
             xla: str = "auto") -> dict:
+    """Run one inference measurement in a fresh process (`worker`); return its figures."""
     command = [PYTHON, __file__, "--worker", kind, "--model-dir", str(model_dir),
                "--data-dir", str(data_dir), "--batch-size", str(batch_size), "--xla", xla,
                "--output", str(workdir / "predictions.csv")]
@@ -316,6 +319,7 @@ def default_model(workdir: Path, survey_dir: Path) -> Path:
 
 
 def bench_inference(workdir: Path, curves: int, batch_sizes: tuple[int, ...]) -> dict:
+    """predict and model.predict at each batch size, and predict without XLA."""
     survey_dir = ensure_survey(workdir)
     model_dir = default_model(workdir, survey_dir)
     data_dir = ensure_inference_data(workdir, survey_dir, curves)
@@ -343,6 +347,7 @@ def bench_inference(workdir: Path, curves: int, batch_sizes: tuple[int, ...]) ->
 
 
 def print_inference(results: dict) -> None:
+    """The inference table and ratios."""
     log(f"\nInference on {results['curves']} simulated light curves (default model)")
     log(f"{'method':<22} {'batch':>6} {'curves/s':>10} {'2nd pass':>10} {'peak MB':>8}")
     for method in ("predict", "model.predict", "predict, XLA off"):
@@ -390,6 +395,7 @@ def bench_pipeline(workdir: Path) -> dict:
 
 
 def print_pipeline(results: dict) -> None:
+    """The pipeline overhead line."""
     log("\nPipeline (make demo: compile + kfp.local run, cache off)")
     log(f"total {results['total_seconds']:.0f} s = train step "
         f"{results['train_step_seconds']:.0f} s + evaluate step "
