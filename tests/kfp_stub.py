@@ -13,10 +13,10 @@ recurring runs it was given, as the backend would.
 from __future__ import annotations
 
 import json
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
+
+from tests.http_stub import JsonStubServer
 
 API = "/apis/v2beta1"
 
@@ -32,41 +32,20 @@ def _display_name_filter(query: dict) -> str | None:
     return None
 
 
-class KfpStub:
+class KfpStub(JsonStubServer):
     """Records requests; keeps experiments and recurring runs in memory."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.requests: list[dict] = []
         self.experiments: dict[str, dict] = {}
         self.recurring_runs: dict[str, dict] = {}
-        stub = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep test output quiet
-                pass
-
-            def _reply(self, code: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length)) if length else None
-                url = urlparse(self.path)
-                query = parse_qs(url.query)
-                stub.requests.append({"method": self.command, "path": url.path,
-                                      "query": query, "body": body})
-                return self._reply(*stub.answer(self.command, url.path, query, body))
-
-            do_GET = do_POST = do_DELETE = _handle  # noqa: N815 - http.server's names
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+    def handle(self, method: str, path: str, body: dict | None) -> tuple[int, dict]:
+        url = urlparse(path)
+        query = parse_qs(url.query)
+        self.requests.append({"method": method, "path": url.path, "query": query, "body": body})
+        return self.answer(method, url.path, query, body)
 
     def answer(self, method: str, path: str, query: dict, body: dict | None
                ) -> tuple[int, dict]:
@@ -100,11 +79,3 @@ class KfpStub:
                 return 404, {"error": f"recurring run {run_id} not found", "code": 5}
             return 200, {}
         return 404, {"error": f"no stub for {method} {path}", "code": 5}
-
-    def __enter__(self) -> KfpStub:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()

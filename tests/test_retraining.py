@@ -398,7 +398,7 @@ def retraining_yaml(tmp_path) -> Path:
 def test_schedule_creates_an_enabled_cron_run_with_typed_parameters_and_unschedule_deletes_it(
         retraining_yaml, capsys):
     with KfpStub() as stub:
-        arguments = ["--endpoint", stub.endpoint, "--experiment", "rnn-classifier"]
+        arguments = ["--endpoint", stub.url, "--experiment", "rnn-classifier"]
         assert schedule.main(["create", *arguments, "--cron", "0 0 6 * * *", "--pipeline",
                               str(retraining_yaml), "--set", "bucket_uri=gs://survey-bucket",
                               "--set", "drift_threshold=0.3"]) == 0
@@ -440,7 +440,7 @@ def test_schedule_refuses_a_five_field_cron_and_a_missing_bucket(retraining_yaml
 
 def test_make_schedule_and_unschedule(tmp_path):
     with KfpStub() as stub:
-        common = [f"KFP_ENDPOINT={stub.endpoint}", "EXPERIMENT=rnn-classifier"]
+        common = [f"KFP_ENDPOINT={stub.url}", "EXPERIMENT=rnn-classifier"]
         result = subprocess.run(
             ["make", "schedule", *common, "CRON=0 0 6 * * *", "BUCKET_URI=gs://survey-bucket",
              f"PIPELINE={tmp_path / 'training_pipeline.yaml'}"],

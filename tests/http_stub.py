@@ -1,0 +1,53 @@
+"""The HTTP part shared by the stub API servers (tests/k8s_stub.py, tests/kfp_stub.py).
+
+A threaded server on 127.0.0.1 (a free port) that reads each request's JSON
+body, hands method, path and body to the stub's `handle`, and sends back the
+JSON reply it returns. Used as a context manager: it serves inside `with`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class JsonStubServer:
+    """Base class: subclasses implement `handle(method, path, body) -> (status, reply)`."""
+
+    def __init__(self) -> None:
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length)) if length else None
+                code, reply = stub.handle(self.command, self.path, body)
+                data = json.dumps(reply).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            # http.server dispatches on these names.
+            do_GET = do_POST = do_DELETE = _handle  # noqa: N815
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def handle(self, method: str, path: str, body: dict | None) -> tuple[int, dict]:
+        """The status code and JSON reply for one request (`path` with its query)."""
+        raise NotImplementedError
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
