@@ -95,9 +95,12 @@ def test_every_pipeline_parameter_mirrors_the_config_dataclass(tmp_path):
     for name in field_names():
         assert parameters[name]["parameterType"] == IR_TYPES[field_type(name)], name
         assert parameters[name]["defaultValue"] == getattr(DEFAULTS, name), name
-    train_inputs = compile_pipeline(tmp_path)["spec"]["components"]["comp-train"][
-        "inputDefinitions"]["parameters"]
+    components = compile_pipeline(tmp_path)["spec"]["components"]
+    train_inputs = components["comp-train"]["inputDefinitions"]["parameters"]
     assert set(train_inputs) == set(field_names())
+    # tune builds a TrainConfig from its arguments: it needs every field too.
+    tune_inputs = components["comp-tune"]["inputDefinitions"]["parameters"]
+    assert set(field_names()) <= set(tune_inputs)
 
 
 def test_image_and_hardware_are_compile_options(tmp_path):
