@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnn_classifier.config import PREDICT_BATCH_SIZE, TrainConfig
+from rnn_classifier.config import TrainConfig
 from rnn_classifier.data import Dataset, Scaler, Split, load_dataset
 
 MODEL_FILE = "model.keras"
@@ -143,6 +143,13 @@ class _EpochRecorder:
             self.predictor = BucketedPredictor(model, self.config.mask_value)
         proba = self.predictor.predict(self.validation_inputs[TIME_INPUT],
                                        self.validation_inputs.get(CONTEXT_INPUT))
+        # One validation pass gives every validation figure. Keras's own (fit's
+        # validation_data) would predict the split a second time: its loss is the
+        # mean per-example loss plus the regularisation terms, as here.
+        targets = one_hot(self.validation_labels, proba.shape[1])
+        logs["val_loss"] = float(model.loss(targets, proba)) + float(
+            sum(np.asarray(term) for term in model.losses))
+        logs["val_accuracy"] = float(np.mean(proba.argmax(axis=1) == self.validation_labels))
         scores = macro_scores(self.validation_labels, proba)
         logs["val_macro_f1"] = scores["macro_f1"]
         logs["val_macro_auc"] = scores["macro_auc"]
@@ -289,7 +296,6 @@ def train(config: TrainConfig, data_dir: str | Path, output_dir: str | Path,
                               checkpoint_dir, state, log)
     if state["epoch"] < config.epochs and not state["stopped_early"]:
         train_targets = one_hot(train_split.labels, dataset.n_classes)
-        validation_targets = one_hot(validation_split.labels, dataset.n_classes)
         if config.bucket_by_length:
             from rnn_classifier.batching import training_dataset
 
@@ -298,15 +304,12 @@ def train(config: TrainConfig, data_dir: str | Path, output_dir: str | Path,
                 config.mask_value, batch_size, shuffle_seed=config.seed + state["epoch"]),
                 # The dataset reshuffles itself every epoch.
                 "shuffle": False}
-            validation_data = training_dataset(
-                validation_inputs[TIME_INPUT], validation_inputs.get(CONTEXT_INPUT),
-                validation_targets, config.mask_value, PREDICT_BATCH_SIZE, shuffle_seed=None)
         else:
             fit_data = {"x": train_inputs, "y": train_targets, "batch_size": batch_size,
                         "shuffle": True}
-            validation_data = (validation_inputs, validation_targets)
-        model.fit(**fit_data, validation_data=validation_data, epochs=config.epochs,
-                  initial_epoch=state["epoch"], verbose=0, callbacks=[recorder.callback])
+        # Validation figures come from the recorder's one pass over the split.
+        model.fit(**fit_data, epochs=config.epochs, initial_epoch=state["epoch"], verbose=0,
+                  callbacks=[recorder.callback])
     if state["best_epoch"] == 0:
         raise TrainError(f"no epoch produced a finite {config.monitor}; the run diverged "
                          "(try a lower learning rate)")
