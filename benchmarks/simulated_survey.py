@@ -3,9 +3,13 @@
     .venv/bin/python benchmarks/simulated_survey.py --compare context
     .venv/bin/python benchmarks/simulated_survey.py --compare scaling
     .venv/bin/python benchmarks/simulated_survey.py --compare losses
+    .venv/bin/python benchmarks/simulated_survey.py --compare batching --seeds 1,2,3
 
 Each variant is trained on the same data with the default config plus its
-overrides, then evaluated on the test split. A logistic regression on
+overrides, once per seed (--seeds; default: the config's seed), then
+evaluated on the test split. With several seeds, each variant also gets a
+line of means and standard deviations over its seeds: differences between
+variants smaller than that spread are noise. A logistic regression on
 order-free summary statistics (plus the contextual features) is the
 baseline: the survey is built so that it scores clearly below the RNN.
 The AUC-against-observations curves of all variants are drawn on one figure,
@@ -18,6 +22,8 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 from rnn_classifier.config import DEFAULTS
 from rnn_classifier.data import load_dataset
@@ -34,6 +40,9 @@ COMPARISONS = {
     "losses": {f"{rnn}-{loss}{suffix}": {"rnn_type": rnn, "loss": loss, "mixed": mixed}
                for rnn in ("gru", "lstm") for loss in ("focal", "wce", "ce")
                for suffix, mixed in (("+context", True), ("", False))},
+    # The optimisation defaults against length bucketing and the earlier defaults.
+    "batching": {"defaults": {}, "length buckets": {"bucket_by_length": True},
+                 "batch 64, lr 1e-3": {"batch_size": 64, "learning_rate": 1e-3}},
 }
 
 
@@ -54,8 +63,20 @@ def logistic_regression_baseline(data_dir: Path, class_names: list[str]) -> dict
 def row(name: str, metrics: dict, seconds: float | None) -> str:
     recalls = " ".join(f"{value['recall']:.3f}" for value in metrics["per_class"].values())
     took = "" if seconds is None else f"{seconds:7.0f}"
-    return (f"{name:<22} {metrics['macro_roc_auc']:.4f}  {metrics['balanced_accuracy']:.4f}  "
+    return (f"{name:<30} {metrics['macro_roc_auc']:.4f}  {metrics['balanced_accuracy']:.4f}  "
             f"{metrics['macro_f1']:.4f}  {recalls:<20} {took}")
+
+
+def spread_row(name: str, runs: list[dict]) -> str:
+    """Mean +- standard deviation over seeds of the figures `row` prints."""
+    def figure(values: list[float]) -> str:
+        return f"{np.mean(values):.4f}+-{np.std(values, ddof=1):.4f}"
+
+    recalls = " ".join(f"{np.mean([run['per_class'][name]['recall'] for run in runs]):.3f}"
+                       for name in runs[0]["per_class"])
+    return (f"{name + ' (mean)':<30} {figure([run['macro_roc_auc'] for run in runs])}  "
+            f"{figure([run['balanced_accuracy'] for run in runs])}  "
+            f"{figure([run['macro_f1'] for run in runs])}  {recalls}")
 
 
 def main() -> None:
@@ -65,7 +86,10 @@ def main() -> None:
     parser.add_argument("--output-dir", type=Path,
                         default=Path(tempfile.gettempdir()) / "rnn-benchmark")
     parser.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
+    parser.add_argument("--seeds", default=str(DEFAULTS.seed),
+                        help="comma-separated seeds; each variant is trained once per seed")
     args = parser.parse_args()
+    seeds = [int(seed) for seed in args.seeds.split(",")]
 
     data_dir = args.data_dir
     if data_dir is None:
@@ -73,22 +97,31 @@ def main() -> None:
         if not (data_dir / "train_labels.npy").exists():
             write_survey(data_dir, simulate_survey())
     class_names = load_dataset(data_dir, splits=("test",)).class_names
-    header = f"{'variant':<22} {'AUC':<6}  {'bal.acc':<6}  {'mac.F1':<6}  recall " \
+    header = f"{'variant':<30} {'AUC':<6}  {'bal.acc':<6}  {'mac.F1':<6}  recall " \
              f"{'/'.join(class_names):<13} seconds"
     lines = [header, row("logistic regression", logistic_regression_baseline(
         data_dir, class_names), None)]
     curves = {}
     for name, overrides in COMPARISONS[args.compare].items():
-        config = DEFAULTS.replace(**{**BASE, "epochs": args.epochs, **overrides})
-        model_dir = args.output_dir / args.compare / name.replace("+", "_").replace("=", "_")
-        started = time.monotonic()
-        train(config, data_dir, model_dir, overwrite=True, log=lambda line: None)
-        seconds = time.monotonic() - started
-        metrics = evaluate_model(model_dir, data_dir, model_dir / "evaluation",
-                                 progress=lambda line: None)
-        curves[name] = metrics["auc_vs_observations"]
-        lines.append(row(name, metrics["test"], seconds))
-        print(lines[-1], flush=True)
+        runs = []
+        for seed in seeds:
+            config = DEFAULTS.replace(**{**BASE, "epochs": args.epochs, "seed": seed,
+                                         **overrides})
+            label = name if len(seeds) == 1 else f"{name} (seed {seed})"
+            model_dir = (args.output_dir / args.compare / name.replace("+", "_").replace(
+                "=", "_").replace(",", "").replace(" ", "_") / f"seed-{seed}")
+            started = time.monotonic()
+            train(config, data_dir, model_dir, overwrite=True, log=lambda line: None)
+            seconds = time.monotonic() - started
+            metrics = evaluate_model(model_dir, data_dir, model_dir / "evaluation",
+                                     progress=lambda line: None)
+            curves[label] = metrics["auc_vs_observations"]
+            runs.append(metrics["test"])
+            lines.append(row(label, metrics["test"], seconds))
+            print(lines[-1], flush=True)
+        if len(seeds) > 1:
+            lines.append(spread_row(name, runs))
+            print(lines[-1], flush=True)
     figure = plot_auc_vs_observations(curves, args.output_dir / f"auc_vs_obs_{args.compare}.png")
     print("\n".join(["", f"test split of {data_dir}", *lines, f"figure: {figure}"]))
 

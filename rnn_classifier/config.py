@@ -89,11 +89,11 @@ class TrainConfig:
 
     # Optimisation.
     # On the simulated survey, batches of 256 at 3e-3 ran an epoch ~2.5x faster than the
-    # earlier default of 64 at 1e-3 and ended at the same test macro AUC (0.989 against
-    # 0.990, one run each); make bench times the defaults to a target AUC. A training
-    # set of a few hundred curves, though, then gets two or three steps an epoch and
-    # stops early, badly (test accuracy 0.85 on the original sample data, against 1.00
-    # with batches of 32): hence the automatic batch size.
+    # earlier default of 64 at 1e-3 and ended at as good a test macro AUC (0.985 +- 0.005
+    # against 0.981 +- 0.008 over three seeds; README "Performance"); make bench times
+    # the defaults to a target AUC. A training set of a few hundred curves, though, then
+    # gets two or three steps an epoch and stops early, badly (test accuracy 0.85 on the
+    # original sample data, against 1.00 with batches of 32): hence the automatic size.
     learning_rate: float = _field(3e-3, "Adam learning rate", minimum=1e-7, maximum=1.0)
     batch_size: int = _field(
         0, f"examples per gradient step; 0 = automatic: the training set size / "
@@ -107,10 +107,14 @@ class TrainConfig:
     seed: int = _field(42, "seed of every random generator (weights, shuffling, dropout)")
 
     # Speed.
+    # Off by default: on the simulated survey, length buckets made epochs 1.2x faster
+    # but every seed ended lower (test macro AUC 0.978 +- 0.002 against 0.985 +- 0.005,
+    # three seeds each; README "Performance"), most likely because a batch of curves of
+    # one length gives a gradient biased towards that length.
     bucket_by_length: bool = _field(
-        True, "batch light curves of similar length together, each batch padded only to its "
-        "longest curve (false: every batch padded to the longest curve in the data, as the "
-        "original)")
+        False, "batch light curves of similar length together, each batch padded only to "
+        "its longest curve: faster epochs, slightly lower final quality (false: every batch "
+        "padded to the longest curve in the data, as the original)")
     precision: str = _field(
         "float32", "Keras dtype policy: mixed_float16 (GPU, with loss scaling) or "
         "mixed_bfloat16 compute in 16 bits and keep float32 weights and probabilities",

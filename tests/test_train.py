@@ -131,7 +131,7 @@ def test_macro_scores_use_the_positive_column_for_binary():
     assert macro_scores(labels, proba) == {"macro_f1": 1.0, "macro_auc": 1.0}
 
 
-@pytest.mark.parametrize("flags", [["--no-bucket-by-length"], ["--precision", "mixed_float16"],
+@pytest.mark.parametrize("flags", [["--bucket-by-length"], ["--precision", "mixed_float16"],
                                    ["--precision", "mixed_bfloat16"]])
 def test_speed_options_train_a_model_that_reloads_and_predicts(tmp_path, flags):
     import keras
@@ -143,7 +143,7 @@ def test_speed_options_train_a_model_that_reloads_and_predicts(tmp_path, flags):
     assert main(["train", "--data-dir", str(SAMPLE_DATA), "--output-dir", str(out),
                  "--epochs", "2", *QUICK, *flags]) == 0
     trained = load_trained_model(out)
-    assert trained.config.bucket_by_length is ("--no-bucket-by-length" not in flags)
+    assert trained.config.bucket_by_length is ("--bucket-by-length" in flags)
     if "mixed_float16" in flags:
         # float16 training needs loss scaling; the saved optimizer keeps it.
         assert isinstance(trained.model.optimizer, keras.optimizers.LossScaleOptimizer)
