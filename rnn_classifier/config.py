@@ -28,7 +28,8 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype polic
 AUTO_BATCH_STEPS = 64
 AUTO_BATCH_RANGE = (32, 256)
 
-# Input pipeline and inference (not hyperparameters: they change speed, not results).
+# Input pipeline and inference (not hyperparameters: they change speed; the bucket
+# width also shapes the training batches when bucket_by_length is on).
 # Curves of 1-8, 9-16, ... observations share a length bucket.
 LENGTH_BUCKET_WIDTH = 8
 # Curves per inference batch: the fastest of 1024-16384 in benchmarks/performance.py
@@ -89,7 +90,7 @@ class TrainConfig:
 
     # Optimisation.
     # On the simulated survey, batches of 256 at 3e-3 ran an epoch ~2.5x faster than the
-    # earlier default of 64 at 1e-3 and ended at as good a test macro AUC (0.985 +- 0.005
+    # earlier default of 64 at 1e-3 and ended at as good a test macro AUC (0.985 +- 0.006
     # against 0.981 +- 0.008 over three seeds; README "Performance"); make bench times
     # the defaults to a target AUC. A training set of a few hundred curves, though, then
     # gets two or three steps an epoch and stops early, badly (test accuracy 0.85 on the
@@ -108,7 +109,7 @@ class TrainConfig:
 
     # Speed.
     # Off by default: on the simulated survey, length buckets made epochs 1.2x faster
-    # but every seed ended lower (test macro AUC 0.978 +- 0.002 against 0.985 +- 0.005,
+    # but every seed ended lower (test macro AUC 0.978 +- 0.002 against 0.985 +- 0.006,
     # three seeds each; README "Performance"), most likely because a batch of curves of
     # one length gives a gradient biased towards that length.
     bucket_by_length: bool = _field(
