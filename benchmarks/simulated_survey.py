@@ -19,6 +19,7 @@ as in the GOTO paper, under --output-dir.
 from __future__ import annotations
 
 import argparse
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -72,8 +73,9 @@ def spread_row(name: str, runs: list[dict]) -> str:
     def figure(values: list[float]) -> str:
         return f"{np.mean(values):.4f}+-{np.std(values, ddof=1):.4f}"
 
-    recalls = " ".join(f"{np.mean([run['per_class'][name]['recall'] for run in runs]):.3f}"
-                       for name in runs[0]["per_class"])
+    recalls = " ".join(
+        f"{np.mean([run['per_class'][class_name]['recall'] for run in runs]):.3f}"
+        for class_name in runs[0]["per_class"])
     return (f"{name + ' (mean)':<30} {figure([run['macro_roc_auc'] for run in runs])}  "
             f"{figure([run['balanced_accuracy'] for run in runs])}  "
             f"{figure([run['macro_f1'] for run in runs])}  {recalls}")
@@ -108,8 +110,9 @@ def main() -> None:
             config = DEFAULTS.replace(**{**BASE, "epochs": args.epochs, "seed": seed,
                                          **overrides})
             label = name if len(seeds) == 1 else f"{name} (seed {seed})"
-            model_dir = (args.output_dir / args.compare / name.replace("+", "_").replace(
-                "=", "_").replace(",", "").replace(" ", "_") / f"seed-{seed}")
+            # Variant names hold spaces, commas, "+" and "=": keep a plain folder name.
+            model_dir = (args.output_dir / args.compare
+                         / re.sub(r"[^A-Za-z0-9.-]+", "_", name) / f"seed-{seed}")
             started = time.monotonic()
             train(config, data_dir, model_dir, overwrite=True, log=lambda line: None)
             seconds = time.monotonic() - started
