@@ -39,6 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
+from rnn_classifier.cli import flag_name
+from rnn_classifier.data import iter_chunks
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 SECTIONS = ("training", "inference", "pipeline")
@@ -101,7 +104,7 @@ def flag_arguments(settings: dict) -> list[str]:
     """`train` command-line flags for config overrides."""
     arguments = []
     for name, value in settings.items():
-        flag = "--" + name.replace("_", "-")
+        flag = flag_name(name)
         arguments += [f"{flag}={str(value).lower()}"] if isinstance(value, bool) else [
             flag, str(value)]
     return arguments
@@ -232,9 +235,8 @@ def ensure_inference_data(workdir: Path, survey_dir: Path, curves: int) -> Path:
         source = np.load(survey_dir / f"test_{name}.npy", mmap_mode="r")
         target = np.lib.format.open_memmap(data_dir / f"test_{name}.npy.tmp", mode="w+",
                                            dtype=source.dtype, shape=(curves, *source.shape[1:]))
-        for start in range(0, curves, len(source)):
-            stop = min(start + len(source), curves)
-            target[start:stop] = source[:stop - start]
+        for rows in iter_chunks(curves, len(source)):
+            target[rows] = source[:rows.stop - rows.start]
         target.flush()
         del target
         os.replace(data_dir / f"test_{name}.npy.tmp", data_dir / f"test_{name}.npy")

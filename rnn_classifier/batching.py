@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from rnn_classifier.config import LENGTH_BUCKET_WIDTH, PREDICT_BATCH_SIZE, XLA_MIN_ROWS
-from rnn_classifier.data import observation_counts
+from rnn_classifier.data import iter_chunks, observation_counts
 
 # A transform from raw (time, contextual) arrays to the model's scaled arrays.
 Transform = Callable[[np.ndarray, np.ndarray | None], tuple[np.ndarray, np.ndarray | None]]
@@ -169,17 +169,15 @@ class BucketedPredictor:
         than memory is classified with bounded memory.
         """
         total = len(time_features)
-        chunk_rows = int(chunk_rows or 16 * self.batch_size)
         use_xla = self._use_xla(total)
         with ThreadPoolExecutor(max_workers=1) as preparer:
-            for start in range(0, total, chunk_rows):
-                stop = min(start + chunk_rows, total)
-                time_chunk = np.asarray(time_features[start:stop])
+            for rows in iter_chunks(total, int(chunk_rows or 16 * self.batch_size)):
+                time_chunk = np.asarray(time_features[rows])
                 context_chunk = None if contextual_features is None else np.asarray(
-                    contextual_features[start:stop])
+                    contextual_features[rows])
                 yield self._predict_chunk(time_chunk, context_chunk, use_xla, preparer)
                 for array in (time_features, contextual_features):
-                    release_pages(array, start, stop)
+                    release_pages(array, rows.start, rows.stop)
 
     def _predict_chunk(self, time_chunk: np.ndarray, context_chunk: np.ndarray | None,
                        use_xla: bool, preparer: ThreadPoolExecutor) -> np.ndarray:
