@@ -28,7 +28,7 @@ SWEEP_SETTINGS = $(if $(filter 1,$(SWEEP)),--set sweep=true --set katib_on_clust
 	--set sweep_max_trials=$(SWEEP_TRIALS),)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test lint bench compile upload submit image push katib-manifest clean schedule unschedule
+.PHONY: help venv demo test lint bench bench-quality compile upload submit image push katib-manifest clean schedule unschedule
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ test: lint ## run the linters and the tests
 
 bench: $(BIN)/rnn-classifier ## measure time-to-accuracy, predict throughput and pipeline overhead (~40 min; writes benchmarks/results.json)
 	$(BIN)/python benchmarks/performance.py $(BENCH_ARGS)
+
+bench-quality: $(BIN)/rnn-classifier ## the defaults against the original, gradient boosting and MiniRocket on real data (<2 h; writes benchmarks/real_data.json)
+	$(BIN)/python -m benchmarks.real_data $(BENCH_QUALITY_ARGS)
 
 # `make print-NAME` prints a variable (benchmarks/performance.py reads DEMO_SETTINGS).
 print-%:

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from rnn_classifier.cli import flag_name
+from rnn_classifier.config import PRESETS
 from rnn_classifier.data import iter_chunks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,13 +48,10 @@ PYTHON = sys.executable
 SECTIONS = ("training", "inference", "pipeline")
 # Both runs train on the simulated survey's time column as time between observations.
 DATA_SETTINGS = {"time_column": 0}
-# The original project's configuration (its architecture is the default one). It had
-# no early stopping: it runs a fixed number of epochs.
-ORIGINAL_SETTINGS = {"batch_size": 32, "learning_rate": 1e-4, "bucket_by_length": False}
-ORIGINAL_EPOCHS = 50
+# The original project's configuration (config.PRESETS["original"]): no early
+# stopping, a fixed number of epochs.
 TRAINING_RUNS = {
-    "original configuration": {**ORIGINAL_SETTINGS, "epochs": ORIGINAL_EPOCHS,
-                               "patience": ORIGINAL_EPOCHS},
+    "original configuration": PRESETS["original"],
     "defaults": {},
 }
 ABLATION_EPOCHS = 3

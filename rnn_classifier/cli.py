@@ -76,9 +76,17 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
                                help=help_text)
 
 
+def add_preset_flag(parser: argparse.ArgumentParser) -> None:
+    """`--preset NAME`: start from a named configuration instead of the defaults."""
+    parser.add_argument("--preset", choices=sorted(config_module.PRESETS),
+                        help="start from a named configuration (original: the original "
+                        "project's model and training); --config and flags override it")
+
+
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
-    """Defaults <- --config file <- explicit flags."""
-    config = TrainConfig.load(args.config) if args.config else TrainConfig()
+    """Defaults <- --preset <- --config file <- explicit flags."""
+    base = config_module.preset(args.preset) if args.preset else TrainConfig()
+    config = TrainConfig.load(args.config, base) if args.config else base
     overrides = {field: getattr(args, field) for field in config_module.field_names()
                  if hasattr(args, field)}
     return config.replace(**overrides)
@@ -116,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue an interrupted run from its last checkpoint")
     train.add_argument("--overwrite", action="store_true",
                        help="replace a model or checkpoint already in --output-dir")
+    add_preset_flag(train)
     add_config_flags(train)
 
     evaluate = command("evaluate", "metrics, figures and report.html")
@@ -139,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--rnn", default="gru", help="comma-separated: gru,lstm")
     grid.add_argument("--loss", default="focal", help="comma-separated: focal,wce,ce")
     grid.add_argument("--no-mixed", dest="mixed", action="store_false")
+    add_preset_flag(grid)
 
     sweep = command("sweep", "run a Katib Experiment's trials locally (same manifest, same CLI)")
     sweep.add_argument("--experiment", required=True, type=Path, help="Katib Experiment YAML")
@@ -282,7 +292,7 @@ def run_grid(args) -> None:
     with local_input(args.data_dir, _data_files()) as data_dir, \
             local_output(args.output_dir) as output_dir:
         grid(data_dir, args.config, output_dir, args.rnn.split(","), args.loss.split(","),
-             mixed=args.mixed)
+             mixed=args.mixed, preset=args.preset)
 
 
 def run_sweep(args) -> None:

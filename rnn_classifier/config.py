@@ -17,7 +17,17 @@ import numpy as np
 import yaml
 
 RNN_TYPES = ("gru", "lstm")
-LOSSES = ("focal", "wce", "ce")  # focal loss, class-weighted and unweighted cross-entropy
+LOSSES = ("logit_adjusted", "focal", "wce", "ce")
+POOLINGS = ("mean_max", "attention", "last")
+CALIBRATIONS = ("temperature", "none")
+LR_SCHEDULES = ("cosine", "constant")
+# Training-time augmentation (rnn_classifier.layers.CurveAugmentation): the smallest
+# share of a curve's observations kept, the log-normal sigma of the amplitude factor
+# and the standard deviation of the noise, both in units of the scaled features.
+AUGMENTATION = (0.8, 0.1, 0.05)
+AUGMENTATION_MIN_KEPT = AUGMENTATION[0]
+# Kernel sizes of the convolutional blocks, in turn (FCN, Wang et al. 2017).
+CONV_KERNEL_SIZES = (8, 5, 3)
 CLASS_WEIGHTINGS = ("balanced", "effective", "none")
 SCALINGS = ("asinh", "standard", "robust", "none")
 MONITORS = ("val_macro_auc", "val_macro_f1", "val_loss", "val_accuracy")
@@ -26,7 +36,12 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype polic
 # The automatic batch size (batch_size=0) gives about this many steps an epoch,
 # within this range of batch sizes.
 AUTO_BATCH_STEPS = 64
-AUTO_BATCH_RANGE = (32, 256)
+AUTO_BATCH_RANGE = (16, 256)
+
+# The cosine schedule warms up linearly from this fraction of the learning rate over
+# this many epochs (at most half the run): Adam's early steps are large and noisy.
+LR_WARMUP_START = 0.1
+LR_WARMUP_EPOCHS = 3
 
 # Input pipeline and inference (not hyperparameters: they change speed; the bucket
 # width also shapes the training batches when bucket_by_length is on).
@@ -52,7 +67,7 @@ def _field(default: Any, help: str, choices: tuple | None = None, minimum: float
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Hyperparameters of one training run (defaults reproduce the original architecture)."""
+    """Hyperparameters of one training run; PRESETS["original"] is the original project's."""
 
     # Data and preprocessing.
     mixed: bool = _field(True, "use the contextual (static) features beside the time series")
@@ -67,9 +82,32 @@ class TrainConfig:
 
     # Model.
     rnn_type: str = _field("gru", "recurrent layer type", RNN_TYPES)
-    rnn_layers: int = _field(2, "number of stacked recurrent layers", minimum=1, maximum=8)
+    rnn_layers: int = _field(1, "number of stacked recurrent layers", minimum=1, maximum=8)
     rnn_units: int = _field(32, "units per recurrent layer", minimum=1)
     bidirectional: bool = _field(False, "wrap each recurrent layer in Bidirectional")
+    pooling: str = _field(
+        "mean_max", "how the recurrent branch summarises a curve: mean_max = mean and maximum "
+        "of its outputs over every real step; attention = a learnt weighting of the steps; "
+        "last = its state after the last observation (the original)", POOLINGS)
+    max_rnn_steps: int = _field(
+        64, "longest sequence the recurrent branch reads: longer training curves are read "
+        "as windows of averaged steps (0: every step)", minimum=0)
+    conv_filters: int = _field(
+        64, "filters of each block of a convolutional branch beside the recurrent one "
+        "(LSTM-FCN; 0: no convolutional branch)", minimum=0)
+    conv_layers: int = _field(
+        3, f"convolutional blocks, with kernel sizes {list(CONV_KERNEL_SIZES)} in turn",
+        minimum=1, maximum=len(CONV_KERNEL_SIZES))
+    augmentation: bool = _field(
+        False, "training only: each curve cut to a random window keeping a fraction of at least "
+        f"{AUGMENTATION_MIN_KEPT:g} of its observations, its values scaled and jittered")
+    conv_dilation: int = _field(
+        2, "dilation growth of the convolutional blocks: block i looks at every "
+        "conv_dilation**i-th step (1: adjacent steps)", minimum=1, maximum=8)
+    curve_normalisation: bool = _field(
+        True, "also give the model each curve standardised over its own observations, with "
+        "its per-feature mean, log spread and log observation count (brightness-independent "
+        "shapes)")
     dropout: float = _field(0.2, "dropout after each recurrent and the hidden dense layer",
                             minimum=0.0, maximum=0.9)
     l2: float = _field(1e-4, "L2 regularisation on every kernel", minimum=0.0)
@@ -79,14 +117,26 @@ class TrainConfig:
         "unchanged, as the original)", minimum=0)
 
     # Loss and class imbalance.
-    loss: str = _field("focal", "focal loss, class-weighted (wce) or unweighted (ce) "
-                       "cross-entropy", LOSSES)
+    loss: str = _field(
+        "logit_adjusted", "logit_adjusted = cross-entropy on logits shifted by the log class "
+        "prior (Menon et al. 2021: learns class-balanced probabilities); focal loss; "
+        "class-weighted (wce) or unweighted (ce) cross-entropy", LOSSES)
+    prior_weight: float = _field(
+        0.5, "logit_adjusted only: how much of the training class balance the output "
+        "probabilities put back (1: as frequent as in training, best accuracy; 0: all "
+        "classes equal, best balanced accuracy, over-predicts rare classes)",
+        minimum=0.0, maximum=1.0)
     gamma: float = _field(2.0, "focal-loss focusing parameter", minimum=0.0, maximum=10.0)
     class_weighting: str = _field(
         "balanced", "per-class weights (focal alpha, wce weights): balanced = N / (K n_c); "
         "effective = effective number of samples (Cui et al. 2019)", CLASS_WEIGHTINGS)
     effective_beta: float = _field(0.999, "beta of effective-number weighting",
                                    minimum=0.0, maximum=0.999999)
+    label_smoothing: float = _field(
+        0.1, "share of each target spread evenly over the classes", minimum=0.0, maximum=0.5)
+    calibration: str = _field(
+        "temperature", "temperature = divide the logits by a temperature fitted on the "
+        "validation split (saved with the model, applied by predict); none", CALIBRATIONS)
 
     # Optimisation.
     # On the simulated survey, batches of 256 at 3e-3 ran an epoch ~2.5x faster than the
@@ -100,8 +150,18 @@ class TrainConfig:
         0, f"examples per gradient step; 0 = automatic: the training set size / "
         f"{AUTO_BATCH_STEPS} rounded to a power of two, from {AUTO_BATCH_RANGE[0]} to "
         f"{AUTO_BATCH_RANGE[1]} (256 for the simulated survey)", minimum=0)
-    epochs: int = _field(100, "maximum number of epochs", minimum=1)
-    patience: int = _field(10, "epochs without improvement of `monitor` before stopping",
+    lr_schedule: str = _field(
+        "cosine", "cosine = linear warm-up over the first epochs, then cosine decay to zero at "
+        "`epochs`; constant", LR_SCHEDULES)
+    ema_momentum: float = _field(
+        0.99, "momentum of an exponential moving average of the weights, used for validation "
+        "and kept as the model (0: the raw weights)", minimum=0.0, maximum=0.9999)
+    min_steps_per_epoch: int = _field(
+        32, "small training sets are repeated within an epoch to give at least this many "
+        "gradient steps, so that patience and the schedule count real training",
+        minimum=1)
+    epochs: int = _field(60, "maximum number of epochs", minimum=1)
+    patience: int = _field(20, "epochs without improvement of `monitor` before stopping",
                            minimum=1)
     monitor: str = _field("val_macro_auc", "validation metric for early stopping and the "
                           "best epoch", MONITORS)
@@ -140,11 +200,6 @@ class TrainConfig:
             if meta["maximum"] is not None and value > meta["maximum"]:
                 raise ConfigError(f"{field.name}: {value!r} is above the maximum {meta['maximum']}")
 
-    @property
-    def minimise_monitor(self) -> bool:
-        """True when a lower `monitor` value is better."""
-        return self.monitor == "val_loss"
-
     def resolved_batch_size(self, n_train: int) -> int:
         """batch_size, or the automatic one for a training set of `n_train` examples."""
         if self.batch_size:
@@ -167,8 +222,12 @@ class TrainConfig:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> TrainConfig:
-        """Read a config from a JSON or YAML file (unknown keys are an error)."""
+    def load(cls, path: str | Path, base: TrainConfig | None = None) -> TrainConfig:
+        """Read a config from a JSON or YAML file (unknown keys are an error).
+
+        Fields the file does not set keep their value in `base` (default: the
+        defaults).
+        """
         path = Path(path)
         try:
             values = yaml.safe_load(path.read_text())
@@ -183,14 +242,35 @@ class TrainConfig:
                               f"{type(values).__name__}")
         check_known_keys(values, str(path))
         try:
-            return cls(**values)
+            return dataclasses.replace(base, **values) if base else cls(**values)
         except ConfigError as error:
             raise ConfigError(f"{path}: {error}") from error
 
 
+# The original project's model and training (Burhanudin et al. 2021): the recurrent
+# branch alone, read at its last state, focal loss with balanced class weights, batches
+# of 32 at a learning rate of 1e-4 for 50 epochs without early stopping. Its known
+# faults (no scaling, no seeds, an inverted AUC) are not reproduced.
+PRESETS = {
+    "original": {
+        "rnn_layers": 2, "rnn_units": 32, "pooling": "last", "max_rnn_steps": 0,
+        "conv_filters": 0, "curve_normalisation": False, "loss": "focal", "gamma": 2.0,
+        "class_weighting": "balanced", "label_smoothing": 0.0, "calibration": "none",
+        "lr_schedule": "constant", "ema_momentum": 0.0, "min_steps_per_epoch": 1,
+        "batch_size": 32, "learning_rate": 1e-4, "epochs": 50, "patience": 50,
+    },
+}
+
 _FIELD_TYPES = {"bool": bool, "int": int, "float": float, "str": str}
 _FIELD_TYPES = {f.name: _FIELD_TYPES[f.type] for f in dataclasses.fields(TrainConfig)}
 DEFAULTS = TrainConfig()
+
+
+def preset(name: str) -> TrainConfig:
+    """The defaults with preset `name` applied (see PRESETS)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; known presets: {sorted(PRESETS)}")
+    return DEFAULTS.replace(**PRESETS[name])
 
 
 def field_names() -> list[str]:

@@ -419,6 +419,51 @@ def classification_metrics(
     return _jsonable(metrics)
 
 
+MAJORITY_RECALL_TARGET = 0.95
+
+
+def recall_at_majority_recall(
+    validation: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    class_names: Sequence[str],
+    target: float = MAJORITY_RECALL_TARGET,
+) -> dict | None:
+    """Each class's test recall when the most frequent class keeps `target` recall.
+
+    The survey question "how complete are the supernovae if 95% of variable
+    stars stay variable stars?": a curve is called the most frequent class
+    (in the validation split) when that class's probability reaches a
+    threshold, otherwise the most probable of the other classes. The threshold
+    is set on the validation split, where it gives the majority class `target`
+    recall, and applied unchanged to the test split.
+
+    Args:
+        validation: (labels, proba) of the split that sets the threshold.
+        test: (labels, proba) of the split that is scored.
+        class_names: K names, in column order.
+        target: recall the majority class must keep on validation.
+
+    Returns:
+        {"majority_class", "target", "threshold", "recall": {name: test recall}},
+        or None when there are fewer than two classes.
+    """
+    validation_labels, validation_proba = _check_predictions(*validation, class_names)
+    test_labels, test_proba = _check_predictions(*test, class_names)
+    if len(class_names) < 2:
+        return None
+    majority = int(np.bincount(validation_labels, minlength=len(class_names)).argmax())
+    scores = validation_proba[validation_labels == majority, majority]
+    threshold = float(np.quantile(scores, 1.0 - target, method="lower"))
+    others = test_proba.copy()
+    others[:, majority] = -np.inf
+    predicted = np.where(test_proba[:, majority] >= threshold, majority, others.argmax(axis=1))
+    recall = {name: _safe_ratio(float(np.sum((predicted == k) & (test_labels == k))),
+                                float(np.sum(test_labels == k)))
+              for k, name in enumerate(class_names)}
+    return _jsonable({"majority_class": class_names[majority], "target": target,
+                      "threshold": threshold, "recall": recall})
+
+
 # --------------------------------------------------------------------------
 # Early classification
 # --------------------------------------------------------------------------
@@ -981,6 +1026,19 @@ def write_report(
                 parts.append(_figure_html(key, path))
                 placed.add(key)
 
+    operating_point = metrics.get("operating_point")
+    if operating_point:
+        parts.append("<h2>Completeness at a fixed majority-class recall</h2>")
+        parts.append(
+            f'<p class="note">Test recall of every class when a curve is called '
+            f'{html.escape(operating_point["majority_class"])} only if its probability reaches '
+            f'{operating_point["threshold"]:.4g}, the threshold that keeps '
+            f'{operating_point["target"]:.0%} of the validation split\'s '
+            f'{html.escape(operating_point["majority_class"])} curves; otherwise the most '
+            "probable other class.</p>")
+        parts.append(_table(["Class", "Test recall"],
+                            [[name, value] for name, value in operating_point["recall"].items()]))
+
     auc_curve = metrics.get("auc_vs_observations")
     if auc_curve or "auc_vs_observations" in figures:
         parts.append("<h2>Early classification</h2>")
@@ -1071,6 +1129,9 @@ def evaluate_predictions(
         for split, (y_true, proba) in splits.items()
     }
     metrics["auc_vs_observations"] = _jsonable(auc_curve) if auc_curve is not None else None
+    if "validation" in splits and "test" in splits:
+        metrics["operating_point"] = recall_at_majority_recall(
+            splits["validation"], splits["test"], class_names)
     (output_dir / "metrics.json").write_text(
         json.dumps(metrics, indent=2, allow_nan=False), encoding="utf-8"
     )

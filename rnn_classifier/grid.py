@@ -24,6 +24,7 @@ import numpy as np
 import yaml
 
 from rnn_classifier.config import DEFAULTS, ConfigError, TrainConfig, check_known_keys
+from rnn_classifier.config import preset as config_preset
 
 # Original grid key -> TrainConfig field, in the order of the folder name.
 GRID_KEYS = {
@@ -35,7 +36,7 @@ GRID_KEYS = {
     "reg_l2s": "l2",
     "final_dense_dims": "dense_units",
 }
-LOSS_ABBREVIATIONS = {"focal": "fl", "wce": "wce", "ce": "ce"}
+LOSS_ABBREVIATIONS = {"focal": "fl", "wce": "wce", "ce": "ce", "logit_adjusted": "la"}
 RESULT_METRICS = ("val_macro_f1", "val_accuracy", "val_macro_auc",
                   "test_macro_f1", "test_accuracy", "test_macro_auc")
 
@@ -82,14 +83,19 @@ def _unique_folder(path: Path) -> Path:
 
 def run_grid(data_dir: str | Path, grid_file: str | Path, output_dir: str | Path,
              rnn_types: list[str], losses: list[str], mixed: bool = True,
-             log: Callable[[str], None] = print) -> list[Path]:
-    """Train every combination for each RNN type and loss; return the result CSV paths."""
+             preset: str | None = None, log: Callable[[str], None] = print) -> list[Path]:
+    """Train every combination for each RNN type and loss; return the result CSV paths.
+
+    Every model starts from the defaults, or from config.PRESETS[preset]
+    ("original" trains the original project's models), with the grid file's
+    fixed settings applied.
+    """
     from rnn_classifier.data import load_dataset
     from rnn_classifier.predict import load_trained_model
     from rnn_classifier.train import macro_scores, train
 
     grid, fixed = read_grid(grid_file)
-    base = DEFAULTS.replace(**fixed, mixed=mixed)
+    base = (config_preset(preset) if preset else DEFAULTS).replace(**fixed, mixed=mixed)
     for rnn_type, loss in itertools.product(rnn_types, losses):
         base.replace(rnn_type=rnn_type, loss=loss)  # fail fast on a bad name
     # Validate the data once, before any folder is created.

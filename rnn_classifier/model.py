@@ -1,68 +1,129 @@
-"""The Keras model: masked GRU/LSTM over the light curve, plus contextual features.
+"""The Keras model: a masked recurrent branch and a convolutional branch over the light curve.
 
-Default architecture (the original project's): Masking -> two recurrent
-layers, each followed by dropout and batch normalisation -> concatenation
-with the contextual features -> a hidden dense layer -> softmax.
+    time features -> padding mask -> per-curve normalisation
+        -> recurrent branch: GRU/LSTM layers (on windows of averaged steps for
+           long sequences), pooled over every real step (or the last state)
+        -> convolutional branch: Conv1D blocks (FCN, as in LSTM-FCN), pooled
+    [recurrent, convolutional, per-curve statistics, contextual features]
+        -> a hidden dense layer -> softmax
 
-Only built-in layers are used (no Lambda), so the model saves as `.keras`
-and reloads in Keras's safe mode. The recurrent layers keep their default
-activations, biases, reset_after and no recurrent dropout, so on a GPU
-Keras picks the cuDNN kernel (which needs right-padded masks: the data
-contract's padding is trailing); `precision` selects mixed float16/bfloat16
+The original project's architecture (`--preset original`) is the recurrent
+branch alone, two layers each followed by dropout and batch normalisation,
+its last state concatenated with the contextual features.
+
+Only built-in layers and the registered layers of rnn_classifier.layers are
+used (no Lambda), so the model saves as `.keras` and reloads in Keras's safe
+mode. The recurrent layers keep their default activations, biases,
+reset_after and no recurrent dropout, and their masks are right-padded, so on
+a GPU Keras picks the cuDNN kernel; `precision` selects mixed float16/bfloat16
 compute.
 """
 
 from __future__ import annotations
 
+import math
+
 import keras
 
-from rnn_classifier.config import TrainConfig
+from rnn_classifier.config import AUGMENTATION, CONV_KERNEL_SIZES, TrainConfig
+from rnn_classifier.layers import (
+    BATCH_NORM_MOMENTUM,
+    AttentionPooling,
+    CurveAugmentation,
+    CurveNormalisation,
+    MaskedConvBlock,
+    MaskedDownsample,
+    MaskedPooling,
+    PaddingMask,
+    PriorShift,
+)
 
 TIME_INPUT = "time_features"
 CONTEXT_INPUT = "contextual_features"
 
 
-def build_model(config: TrainConfig, n_time_features: int, n_context_features: int,
-                n_classes: int) -> keras.Model:
-    """Build (uncompiled) the classifier described by `config`.
+def recurrent_pool_size(config: TrainConfig, max_steps: int | None) -> int:
+    """Steps averaged into one recurrent step, so the branch reads at most max_rnn_steps."""
+    if not config.max_rnn_steps or not max_steps:
+        return 1
+    return max(1, math.ceil(max_steps / config.max_rnn_steps))
 
-    Args:
-        config: hyperparameters (rnn_type, rnn_layers, rnn_units,
-            bidirectional, dropout, l2, dense_units, context_units, mixed,
-            mask_value, precision).
-        n_time_features: F, features per observation.
-        n_context_features: M, contextual features (ignored when
-            config.mixed is False).
-        n_classes: K, width of the softmax.
 
-    Returns:
-        A keras.Model taking {"time_features": (None, T, F)} and, when mixed,
-        {"contextual_features": (None, M)}; sequences may have any length T.
-    """
-    regulariser = keras.regularizers.L2(config.l2) if config.l2 > 0 else None
-    # Mixed precision: every layer computes in config.precision except the softmax,
-    # which stays float32 so probabilities (and the loss) keep full precision.
-    policy = config.precision
+def _recurrent_branch(config: TrainConfig, sequence, real, pool: int, regulariser, policy):
     recurrent_layer = {"gru": keras.layers.GRU, "lstm": keras.layers.LSTM}[config.rnn_type]
-
-    time_input = keras.Input(shape=(None, n_time_features), name=TIME_INPUT)
-    inputs = [time_input]
-    hidden = keras.layers.Masking(mask_value=config.mask_value, name="masking",
-                                  dtype=policy)(time_input)
+    if pool > 1:
+        sequence, real = MaskedDownsample(pool, name="recurrent_windows")(sequence, real)
+    hidden = sequence
     for index in range(config.rnn_layers):
-        last = index == config.rnn_layers - 1
-        layer = recurrent_layer(config.rnn_units, return_sequences=not last,
+        last_state = config.pooling == "last" and index == config.rnn_layers - 1
+        layer = recurrent_layer(config.rnn_units, return_sequences=not last_state,
                                 kernel_regularizer=regulariser,
                                 recurrent_regularizer=regulariser,
                                 name=f"{config.rnn_type}_{index + 1}", dtype=policy)
         if config.bidirectional:
             layer = keras.layers.Bidirectional(layer, name=f"bidirectional_{index + 1}",
                                                dtype=policy)
-        hidden = layer(hidden)
+        hidden = layer(hidden, mask=real)
         hidden = keras.layers.Dropout(config.dropout, name=f"rnn_dropout_{index + 1}",
                                       dtype=policy)(hidden)
-        hidden = keras.layers.BatchNormalization(name=f"rnn_batch_norm_{index + 1}",
-                                                 dtype=policy)(hidden)
+        norm = keras.layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM,
+                                               name=f"rnn_batch_norm_{index + 1}", dtype=policy)
+        hidden = norm(hidden) if last_state else norm(hidden, mask=real)
+    if config.pooling == "mean_max":
+        return MaskedPooling(name="recurrent_pooling", dtype=policy)(hidden, real)
+    if config.pooling == "attention":
+        return AttentionPooling(name="recurrent_pooling", dtype=policy)(hidden, real)
+    return hidden
+
+
+def _convolutional_branch(config: TrainConfig, sequence, real, policy):
+    hidden = sequence
+    for index, kernel_size in enumerate(CONV_KERNEL_SIZES[:config.conv_layers]):
+        hidden = MaskedConvBlock(config.conv_filters, kernel_size, config.l2,
+                                 dilation=config.conv_dilation**index,
+                                 name=f"conv_{index + 1}", dtype=policy)(hidden, real)
+    return MaskedPooling(name="conv_pooling", dtype=policy)(hidden, real)
+
+
+def build_model(config: TrainConfig, n_time_features: int, n_context_features: int,
+                n_classes: int, max_steps: int | None = None) -> keras.Model:
+    """Build (uncompiled) the classifier described by `config`.
+
+    Args:
+        config: hyperparameters (the Model section of TrainConfig, plus
+            mixed, mask_value and precision).
+        n_time_features: F, features per observation.
+        n_context_features: M, contextual features (ignored when
+            config.mixed is False).
+        n_classes: K, width of the softmax.
+        max_steps: T of the training data; sets how many steps the recurrent
+            branch averages into one (`max_rnn_steps`); None: one.
+
+    Returns:
+        A keras.Model taking {"time_features": (None, T, F)} and, when mixed,
+        {"contextual_features": (None, M)}; sequences may have any length T.
+    """
+    regulariser = keras.regularizers.L2(config.l2) if config.l2 > 0 else None
+    # Mixed precision: every layer computes in config.precision except the per-curve
+    # statistics (sums of squares overflow float16) and the softmax, which stays
+    # float32 so probabilities (and the loss) keep full precision.
+    policy = config.precision
+
+    time_input = keras.Input(shape=(None, n_time_features), name=TIME_INPUT)
+    inputs = [time_input]
+    curves = time_input
+    if config.augmentation:
+        curves = CurveAugmentation(config.mask_value, *AUGMENTATION, seed=config.seed,
+                                   name="augmentation")(curves)
+    real = PaddingMask(config.mask_value, name="padding_mask")(curves)
+    sequence, statistics = CurveNormalisation(config.curve_normalisation,
+                                              name="curve_normalisation")(curves, real)
+    branches = [_recurrent_branch(config, sequence, real,
+                                  recurrent_pool_size(config, max_steps), regulariser, policy)]
+    if config.conv_filters > 0:
+        branches.append(_convolutional_branch(config, sequence, real, policy))
+    if config.curve_normalisation:
+        branches.append(statistics)
 
     if config.mixed:
         context_input = keras.Input(shape=(n_context_features,), name=CONTEXT_INPUT)
@@ -72,7 +133,9 @@ def build_model(config: TrainConfig, n_time_features: int, n_context_features: i
             context = keras.layers.Dense(config.context_units, activation="relu",
                                          kernel_regularizer=regulariser,
                                          name="context_dense", dtype=policy)(context)
-        hidden = keras.layers.Concatenate(name="concatenate", dtype=policy)([hidden, context])
+        branches.append(context)
+    hidden = branches[0] if len(branches) == 1 else keras.layers.Concatenate(
+        name="concatenate", dtype=policy)(branches)
 
     hidden = keras.layers.Dense(config.dense_units, activation="relu",
                                 kernel_regularizer=regulariser, name="dense", dtype=policy)(hidden)
@@ -80,6 +143,14 @@ def build_model(config: TrainConfig, n_time_features: int, n_context_features: i
     outputs = keras.layers.Dense(n_classes, activation="softmax", kernel_regularizer=regulariser,
                                  name="probabilities", dtype="float32")(hidden)
     return keras.Model(inputs=inputs, outputs=outputs, name=f"{config.rnn_type}_classifier")
+
+
+def with_prior_shift(model: keras.Model, log_prior, prior_weight: float,
+                     temperature: float) -> keras.Model:
+    """`model` with its probabilities passed through PriorShift (the model folder's form)."""
+    shifted = PriorShift(log_prior, prior_weight, temperature, name="calibrated_probabilities",
+                         dtype="float32")(model.output)
+    return keras.Model(inputs=model.inputs, outputs=shifted, name=model.name)
 
 
 def model_inputs(time_features, contextual_features) -> dict:

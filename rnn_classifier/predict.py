@@ -64,7 +64,9 @@ def load_trained_model(model_dir: str | Path) -> TrainedModel:
     """Load model.keras (safe mode), config.json, scaler.json and classes.txt."""
     import keras
 
-    import rnn_classifier.losses  # noqa: F401 - registers the custom losses for loading
+    # Importing these registers the custom layers and losses that safe mode may load.
+    import rnn_classifier.layers  # noqa: F401
+    import rnn_classifier.losses  # noqa: F401
 
     model_dir = Path(model_dir)
     for name in (MODEL_FILE, CONFIG_FILE, SCALER_FILE, CLASSES_FILE):

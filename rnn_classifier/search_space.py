@@ -223,7 +223,7 @@ SEARCH_SPACE: tuple[SearchParameter, ...] = (
     # Powers of two: batch sizes in between buy nothing on a GPU.
     SearchParameter("batch_size", "discrete", values=(32, 64, 128, 256)),
     SearchParameter("rnn_type", "categorical", values=("gru", "lstm")),
-    SearchParameter("loss", "categorical", values=("focal", "wce", "ce")),
+    SearchParameter("loss", "categorical", values=("logit_adjusted", "focal", "wce", "ce")),
 )
 
 

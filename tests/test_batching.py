@@ -151,7 +151,7 @@ def test_default_recurrent_layers_meet_cudnn_conditions(rnn_type):
     # The masks our padding gives are right-padded, as cuDNN requires.
     time, context, labels, _ = padded_curves(64)
     for inputs, _ in training_dataset(time, context, labels, MASK, 16, shuffle_seed=0):
-        mask = model.get_layer("masking").compute_mask(inputs["time_features"])
+        mask = model.get_layer("padding_mask")(inputs["time_features"])
         assert bool(tf_rnn._is_sequence_right_padded(mask))
 
 

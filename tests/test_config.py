@@ -5,7 +5,14 @@ import dataclasses
 import pytest
 
 from rnn_classifier import cli
-from rnn_classifier.config import DEFAULTS, ConfigError, TrainConfig, field_names
+from rnn_classifier.config import (
+    DEFAULTS,
+    PRESETS,
+    ConfigError,
+    TrainConfig,
+    field_names,
+    preset,
+)
 
 
 def test_config_is_frozen():
@@ -69,8 +76,8 @@ def test_saved_config_round_trips(tmp_path):
 
 
 @pytest.mark.parametrize("n_train, expected", [
-    (10, 32), (216, 32), (560, 32), (3000, 64), (6000, 128), (15294, 256), (10**6, 256)])
-def test_automatic_batch_size_gives_about_64_steps_an_epoch_within_32_to_256(n_train, expected):
+    (10, 16), (216, 16), (560, 16), (3000, 64), (6000, 128), (15294, 256), (10**6, 256)])
+def test_automatic_batch_size_gives_about_64_steps_an_epoch_within_16_to_256(n_train, expected):
     assert DEFAULTS.batch_size == 0
     assert DEFAULTS.resolved_batch_size(n_train) == expected
 
@@ -79,3 +86,32 @@ def test_an_explicit_batch_size_is_kept():
     assert DEFAULTS.replace(batch_size=48).resolved_batch_size(15294) == 48
     with pytest.raises(ConfigError, match="below the minimum"):
         DEFAULTS.replace(batch_size=-1)
+
+
+def test_original_preset_is_the_original_model_and_training():
+    original = preset("original")
+    assert (original.pooling, original.conv_filters, original.curve_normalisation) == (
+        "last", 0, False)
+    assert (original.loss, original.gamma, original.class_weighting) == ("focal", 2.0,
+                                                                        "balanced")
+    assert (original.batch_size, original.learning_rate, original.epochs) == (32, 1e-4, 50)
+    # No early stopping: patience as long as the run.
+    assert original.patience == original.epochs
+    assert set(PRESETS["original"]) <= set(field_names())
+    with pytest.raises(ConfigError, match="unknown preset 'paper'"):
+        preset("paper")
+
+
+def test_preset_then_config_file_then_flags(tmp_path):
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text("learning_rate: 0.002\nepochs: 7\n")
+    args = cli.build_parser().parse_args([
+        "train", "--data-dir", "d", "--output-dir", "o", "--preset", "original",
+        "--config", str(config_file), "--epochs", "9"])
+    config = cli.resolve_config(args)
+    assert config.pooling == "last" and config.batch_size == 32  # the preset
+    assert config.learning_rate == 0.002  # the file over the preset
+    assert config.epochs == 9  # the flag over both
+    bad = cli.build_parser()
+    with pytest.raises(SystemExit):
+        bad.parse_args(["train", "--data-dir", "d", "--output-dir", "o", "--preset", "paper"])

@@ -508,8 +508,9 @@ def test_evaluate_predictions_writes_metrics_json(evaluation):
         (output_dir / "metrics.json").read_text(),
         parse_constant=lambda name: pytest.fail(f"metrics.json holds {name}"),
     )
-    assert set(stored) == {"validation", "test", "auc_vs_observations"}
+    assert set(stored) == {"validation", "test", "auc_vs_observations", "operating_point"}
     assert stored == metrics
+    assert stored["operating_point"]["recall"].keys() == set(HOSTILE_NAMES)
     for split in ("validation", "test"):
         assert SPLIT_KEYS <= set(stored[split])
         assert list(stored[split]["per_class"]) == HOSTILE_NAMES
@@ -576,3 +577,33 @@ def test_write_report_names_a_missing_figure(test_metrics, tmp_path):
         evaluate.write_report(
             tmp_path, {"test": test_metrics}, {"roc_curves_test": tmp_path / "nope.png"}, "t"
         )
+
+
+def test_operating_point_keeps_the_majority_recall_set_on_validation():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], [900, 50, 50])
+    proba = rng.dirichlet(np.ones(3), size=labels.size)
+    proba[np.arange(labels.size), labels] += 1.0  # informative, imperfect scores
+    proba /= proba.sum(axis=1, keepdims=True)
+    names = ["VS", "SN", "AGN"]
+    point = evaluate.recall_at_majority_recall((labels, proba), (labels, proba), names, 0.95)
+    assert point["majority_class"] == "VS" and point["target"] == 0.95
+    # Scored on the split that set it, the threshold gives the majority its target recall.
+    assert point["recall"]["VS"] == pytest.approx(0.95, abs=2 / 900)
+    # A stricter majority target can only take curves away from the rare classes.
+    strict = evaluate.recall_at_majority_recall((labels, proba), (labels, proba), names, 0.99)
+    assert strict["recall"]["VS"] > point["recall"]["VS"]
+    for name in ("SN", "AGN"):
+        assert strict["recall"][name] <= point["recall"][name]
+    # Below the threshold a curve goes to the most probable other class, never the majority.
+    test_proba = np.array([[0.0, 0.6, 0.4], [0.0, 0.3, 0.7]])
+    moved = evaluate.recall_at_majority_recall(
+        (labels, proba), (np.array([1, 2]), test_proba), names)
+    assert moved["recall"] == {"VS": None, "SN": 1.0, "AGN": 1.0}
+
+
+def test_operating_point_is_in_the_report(evaluation):
+    output_dir, metrics = evaluation
+    text = (output_dir / "report.html").read_text(encoding="utf-8")
+    assert f'{metrics["operating_point"]["threshold"]:.4g}' in text
+    assert "of the validation split" in text

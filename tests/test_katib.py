@@ -297,7 +297,7 @@ BROKEN = [
         distribution="log"), "spec.parameters[3].feasibleSpace.distribution", "not supported"),
     ("categorical value outside the config choices",
      lambda m: _parameter(m, "loss")["feasibleSpace"]["list"].append("hinge"),
-     "spec.parameters[7].feasibleSpace.list[3]", "'hinge' is not one of loss's choices"),
+     "spec.parameters[7].feasibleSpace.list[4]", "'hinge' is not one of loss's choices"),
     ("range outside the config bounds",
      lambda m: _parameter(m, "dropout")["feasibleSpace"].update(max="0.95"),
      "spec.parameters[2].feasibleSpace.max", "above dropout's config maximum 0.9"),

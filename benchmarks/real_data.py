@@ -1,0 +1,279 @@
+"""Quality on real data: the defaults against the original configuration and strong baselines.
+
+    make bench-quality                   # the whole suite, 3 seeds (under 2 hours on 2 cores)
+    .venv/bin/python -m benchmarks.real_data --datasets GunPoint,ArrowHead --seeds 1
+    .venv/bin/python -m benchmarks.real_data --methods defaults --variant lr=learning_rate=1e-3
+
+Datasets (benchmarks/reference_sets.py): every labelled classification set
+that aeon bundles, each also as an imbalanced variant, and the default
+simulated survey. Each becomes the nine-file contract with a stratified
+validation split cut from its training split; every method is scored on the
+same test split by rnn_classifier.evaluate.classification_metrics.
+
+Methods, each run once per seed (mean +- sd over the seeds):
+- defaults: `rnn-classifier train` with nothing but the data's own facts set
+  (no contextual features on the aeon sets; the survey's time column);
+- original: the same with `--preset original` (the original project's model
+  and training);
+- gradient_boosting: HistGradientBoostingClassifier (defaults) on per-series
+  summary statistics and the contextual features (rnn_classifier.baselines);
+- minirocket: aeon's MiniRocketClassifier (defaults) on the same scaled time
+  series, padding set to 0. Its ridge classifier gives hard labels, so its
+  ROC-AUC is not comparable and is not reported.
+Extra rows (--variant NAME=KEY=VALUE[,KEY=VALUE]) train the defaults with
+overrides, for measuring a change before it becomes a default.
+
+Prints one table and writes every run's figures, the suite means and the
+acceptance checks to benchmarks/real_data.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.performance import machine
+from benchmarks.reference_sets import (
+    AEON_SETS,
+    imbalanced_variant,
+    write_aeon_set,
+)
+from rnn_classifier.baselines import gradient_boosting_baseline
+from rnn_classifier.config import DEFAULTS, ConfigError, TrainConfig, field_type, preset
+from rnn_classifier.data import Scaler, load_dataset
+from rnn_classifier.evaluate import classification_metrics
+from rnn_classifier.predict import load_trained_model
+from rnn_classifier.simulate import simulate_survey, write_survey
+from rnn_classifier.train import train
+
+ROOT = Path(__file__).resolve().parent.parent
+SURVEY = "SimulatedSurvey"
+IMBALANCED_SUFFIX = "-imbalanced"
+DATASETS = (*AEON_SETS, *(name + IMBALANCED_SUFFIX for name in AEON_SETS), SURVEY)
+METHODS = ("defaults", "original", "gradient_boosting", "minirocket")
+SEEDS = (1, 2, 3)
+FIGURES = ("accuracy", "balanced_accuracy", "macro_f1", "macro_roc_auc")
+# Facts of the data, not tuning: the survey's column 0 is time in days and it has
+# contextual features; aeon's sets have none.
+SURVEY_SETTINGS = {"time_column": 0}
+AEON_SETTINGS = {"mixed": False}
+# A fifth of the default survey's variable stars, every rare curve: the same 1:100
+# imbalance against each rare class, at a cost that keeps the suite under 2 hours.
+# benchmarks/simulated_survey.py measures the full-size survey.
+SURVEY_COUNTS = {"n_vs": 5000, "n_sn": 240, "n_agn": 250}
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def prepare(name: str, work_dir: Path) -> Path:
+    """The data-contract folder of dataset `name`, written under work_dir once."""
+    folder = work_dir / "data" / name
+    if (folder / "test_labels.npy").exists():
+        return folder
+    if name == SURVEY:
+        write_survey(folder, simulate_survey(**SURVEY_COUNTS))
+    elif name.endswith(IMBALANCED_SUFFIX):
+        imbalanced_variant(prepare(name[:-len(IMBALANCED_SUFFIX)], work_dir), folder)
+    else:
+        write_aeon_set(name, folder)
+    return folder
+
+
+def data_settings(name: str) -> dict:
+    return SURVEY_SETTINGS if name == SURVEY else AEON_SETTINGS
+
+
+def _arrays(split) -> dict:
+    return {"time_features": split.time_features, "labels": split.labels,
+            "contextual_features": split.contextual_features}
+
+
+def run_classifier(config: TrainConfig, data_dir: Path, model_dir: Path) -> tuple[dict, float]:
+    """Train `config`, score the test split; (metrics, training seconds)."""
+    started = time.monotonic()
+    train(config, data_dir, model_dir, overwrite=True, log=lambda line: None)
+    seconds = time.monotonic() - started
+    trained = load_trained_model(model_dir)
+    test = load_dataset(data_dir, mixed=config.mixed, splits=("test",))["test"]
+    proba = trained.predict_proba(test.time_features, test.contextual_features)
+    return classification_metrics(test.labels, proba, trained.class_names), seconds
+
+
+def run_gradient_boosting(data_dir: Path, mixed: bool, seed: int) -> tuple[dict, float]:
+    dataset = load_dataset(data_dir, mixed=mixed)
+    started = time.monotonic()
+    proba = gradient_boosting_baseline(_arrays(dataset["train"]), _arrays(dataset["test"]),
+                                       dataset.n_classes, seed=seed)
+    seconds = time.monotonic() - started
+    return classification_metrics(dataset["test"].labels, proba, dataset.class_names), seconds
+
+
+def run_minirocket(data_dir: Path, settings: dict, seed: int) -> tuple[dict, float]:
+    """MiniRocket on the time series scaled as the classifier's (z-score), padding at 0."""
+    from aeon.classification.convolution_based import MiniRocketClassifier
+
+    dataset = load_dataset(data_dir, mixed=False)
+    scaler = Scaler.fit(dataset["train"], "standard", DEFAULTS.mask_value,
+                        settings.get("time_column", DEFAULTS.time_column))
+
+    def series(split) -> np.ndarray:
+        scaled, _ = scaler.transform(split.time_features, None)
+        scaled = np.where(scaled == DEFAULTS.mask_value, 0.0, scaled)
+        return np.ascontiguousarray(scaled.transpose(0, 2, 1), dtype=np.float64)
+
+    started = time.monotonic()
+    classifier = MiniRocketClassifier(random_state=seed)
+    classifier.fit(series(dataset["train"]), dataset["train"].labels)
+    predicted = classifier.predict(series(dataset["test"])).astype(int)
+    seconds = time.monotonic() - started
+    proba = np.eye(dataset.n_classes)[predicted]
+    metrics = classification_metrics(dataset["test"].labels, proba, dataset.class_names)
+    metrics["macro_roc_auc"] = None  # hard labels: not comparable
+    return metrics, seconds
+
+
+def parse_variant(text: str) -> tuple[str, dict]:
+    """NAME=KEY=VALUE[,KEY=VALUE...] into (NAME, {KEY: typed VALUE})."""
+    name, _, assignments = text.partition("=")
+    overrides = {}
+    for assignment in filter(None, assignments.split(",")):
+        key, _, value = assignment.partition("=")
+        kind = field_type(key)
+        overrides[key] = value.lower() in ("true", "1") if kind is bool else kind(value)
+    DEFAULTS.replace(**overrides)  # unknown keys and bad values fail here, before any run
+    return name, overrides
+
+
+def method_config(method: str, variants: dict[str, dict], name: str, seed: int) -> TrainConfig:
+    base = preset("original") if method == "original" else DEFAULTS.replace(
+        **variants.get(method, {}))
+    return base.replace(**data_settings(name), seed=seed)
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Mean and sample standard deviation of each figure over seeds."""
+    summary = {}
+    for figure in (*FIGURES, "training_seconds"):
+        values = [run[figure] for run in runs if run.get(figure) is not None]
+        if values:
+            summary[figure] = {"mean": float(np.mean(values)),
+                               "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
+    return summary
+
+
+def format_row(dataset: str, method: str, summary: dict) -> str:
+    cells = []
+    for figure in (*FIGURES, "training_seconds"):
+        value = summary.get(figure)
+        digits = 0 if figure == "training_seconds" else 3
+        cells.append("n/c" if value is None else
+                     f"{value['mean']:.{digits}f}+-{value['sd']:.{digits}f}")
+    return f"{dataset:<34} {method:<18} " + " ".join(f"{cell:>13}" for cell in cells)
+
+
+def acceptance(results: dict) -> dict:
+    """The issue's checks: defaults >= gradient boosting per dataset; suite F1 >= MiniRocket."""
+    misses = []
+    for dataset, methods in results.items():
+        if "defaults" not in methods or "gradient_boosting" not in methods:
+            continue
+        for figure in ("macro_f1", "balanced_accuracy", "macro_roc_auc"):
+            ours = methods["defaults"]["summary"][figure]["mean"]
+            theirs = methods["gradient_boosting"]["summary"][figure]["mean"]
+            if ours < theirs:
+                misses.append({"dataset": dataset, "figure": figure, "defaults": ours,
+                               "gradient_boosting": theirs})
+    suite = {method: float(np.mean([methods[method]["summary"]["macro_f1"]["mean"]
+                                    for methods in results.values() if method in methods]))
+             for method in {method for methods in results.values() for method in methods}}
+    return {"misses_against_gradient_boosting": misses, "suite_mean_macro_f1": suite,
+            "defaults_beat_minirocket_suite_mean": (
+                suite["defaults"] >= suite["minirocket"]
+                if {"defaults", "minirocket"} <= suite.keys() else None)}
+
+
+def write_results(output: Path, seeds: list[int], variants: dict, results: dict,
+                  lines: list[str]) -> dict:
+    """Writes everything measured so far (a long run that dies keeps its rows); the checks."""
+    checks = acceptance(results)
+    output.write_text(json.dumps({
+        "command": "make bench-quality", "machine": machine(), "seeds": seeds,
+        "survey_counts": SURVEY_COUNTS, "variants": variants, "defaults": DEFAULTS.to_dict(),
+        "results": results, "acceptance": checks, "table": lines}, indent=1) + "\n")
+    return checks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default=",".join(DATASETS),
+                        help=f"comma-separated, from {', '.join(DATASETS)}")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help="comma-separated, from " + ", ".join(METHODS)
+                        + " and the names of --variant")
+    parser.add_argument("--variant", action="append", default=[],
+                        help="NAME=KEY=VALUE[,KEY=VALUE]: the defaults with overrides")
+    parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
+    parser.add_argument("--work-dir", type=Path,
+                        default=Path(tempfile.gettempdir()) / "rnn-real-data")
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "real_data.json")
+    args = parser.parse_args()
+    try:
+        variants = dict(parse_variant(text) for text in args.variant)
+    except (ConfigError, KeyError, ValueError) as error:
+        raise SystemExit(f"error: --variant: {error}") from error
+    datasets = args.datasets.split(",")
+    methods = args.methods.split(",")
+    unknown = sorted(set(datasets) - set(DATASETS)) + sorted(
+        set(methods) - set(METHODS) - set(variants))
+    if unknown:
+        raise SystemExit(f"error: unknown dataset(s) or method(s): {unknown}")
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+
+    results: dict[str, dict] = {}
+    header = f"{'dataset':<34} {'method':<18} " + " ".join(
+        f"{name:>13}" for name in ("accuracy", "bal.accuracy", "macro-F1", "macro-AUC",
+                                   "train s"))
+    log(header)
+    lines = [header]
+    for name in datasets:
+        data_dir = prepare(name, args.work_dir)
+        settings = data_settings(name)
+        results[name] = {}
+        for method in methods:
+            runs = []
+            for seed in seeds:
+                if method == "gradient_boosting":
+                    metrics, seconds = run_gradient_boosting(
+                        data_dir, settings.get("mixed", True), seed)
+                elif method == "minirocket":
+                    metrics, seconds = run_minirocket(data_dir, settings, seed)
+                else:
+                    config = method_config(method, variants, name, seed)
+                    metrics, seconds = run_classifier(
+                        config, data_dir, args.work_dir / "models" / name / method / str(seed))
+                runs.append({"seed": seed, **{figure: metrics[figure] for figure in FIGURES},
+                             "training_seconds": seconds,
+                             "recall": {class_name: values["recall"] for class_name, values
+                                        in metrics["per_class"].items()}})
+            results[name][method] = {"runs": runs, "summary": summarise(runs)}
+            lines.append(format_row(name, method, results[name][method]["summary"]))
+            log(lines[-1])
+            write_results(args.output, seeds, variants, results, lines)
+    checks = write_results(args.output, seeds, variants, results, lines)
+    log("\nsuite mean macro-F1: " + ", ".join(
+        f"{method} {value:.3f}" for method, value in sorted(checks["suite_mean_macro_f1"].items())))
+    for miss in checks["misses_against_gradient_boosting"]:
+        log(f"below gradient boosting: {miss['dataset']} {miss['figure']} "
+            f"{miss['defaults']:.3f} < {miss['gradient_boosting']:.3f}")
+    log(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
