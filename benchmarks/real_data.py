@@ -178,6 +178,23 @@ def format_row(dataset: str, method: str, summary: dict) -> str:
     return f"{dataset:<34} {method:<18} " + " ".join(f"{cell:>13}" for cell in cells)
 
 
+def markdown_table(results: dict) -> str:
+    """The README's table: one row per dataset and method, mean +- sd over seeds."""
+    lines = ["| dataset | method | accuracy | balanced accuracy | macro-F1 | macro ROC-AUC "
+             "| training s |", "|---|---|---|---|---|---|---|"]
+    for dataset, methods in results.items():
+        for method, measured in methods.items():
+            cells = []
+            for figure in (*FIGURES, "training_seconds"):
+                value = measured["summary"].get(figure)
+                digits = 0 if figure == "training_seconds" else 3
+                cells.append("n/c" if value is None else
+                             f"{value['mean']:.{digits}f} ± {value['sd']:.{digits}f}")
+            name = f"**{method}**" if method == "defaults" else method
+            lines.append(f"| {dataset} | {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def acceptance(results: dict) -> dict:
     """The issue's checks: defaults >= gradient boosting per dataset; suite F1 >= MiniRocket."""
     misses = []
@@ -223,7 +240,12 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path,
                         default=Path(tempfile.gettempdir()) / "rnn-real-data")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "real_data.json")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print an earlier run's --output as a Markdown table; run nothing")
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown_table(json.loads(args.output.read_text())["results"]))
+        return
     try:
         variants = dict(parse_variant(text) for text in args.variant)
     except (ConfigError, KeyError, ValueError) as error:

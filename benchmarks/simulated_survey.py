@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/simulated_survey.py --compare scaling
     .venv/bin/python benchmarks/simulated_survey.py --compare losses
     .venv/bin/python benchmarks/simulated_survey.py --compare batching --seeds 1,2,3
+    .venv/bin/python benchmarks/simulated_survey.py --compare defaults --seeds 1,2,3
 
 Each variant is trained on the same data with the default config plus its
 overrides, once per seed (--seeds; default: the config's seed), then
@@ -13,12 +14,17 @@ variants smaller than that spread are noise. A logistic regression on
 order-free summary statistics (plus the contextual features) is the
 baseline: the survey is built so that it scores clearly below the RNN.
 The AUC-against-observations curves of all variants are drawn on one figure,
-as in the GOTO paper, under --output-dir.
+as in the GOTO paper, under --output-dir. Beside the argmax recalls, each
+row gives every class's test recall at the operating point the GOTO paper
+reports: the variable-star threshold set on the validation split to keep 95%
+of them (rnn_classifier.evaluate.recall_at_majority_recall). Every run's
+figures go to --output-dir/simulated_survey_<comparison>.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import tempfile
 import time
@@ -42,6 +48,7 @@ COMPARISONS = {
                for rnn in ("gru", "lstm") for loss in ("focal", "wce", "ce")
                for suffix, mixed in (("+context", True), ("", False))},
     # The optimisation defaults against length bucketing and the earlier defaults.
+    "defaults": {"defaults": {}},
     "batching": {"defaults": {}, "length buckets": {"bucket_by_length": True},
                  "batch 64, lr 1e-3": {"batch_size": 64, "learning_rate": 1e-3}},
 }
@@ -61,11 +68,17 @@ def logistic_regression_baseline(data_dir: Path, class_names: list[str]) -> dict
     return classification_metrics(test.labels, proba, class_names)
 
 
-def row(name: str, metrics: dict, seconds: float | None) -> str:
+def operating_recalls(point: dict | None) -> str:
+    if not point:
+        return "-"
+    return "/".join(f"{value:.3f}" for value in point["recall"].values())
+
+
+def row(name: str, metrics: dict, seconds: float | None, point: dict | None = None) -> str:
     recalls = " ".join(f"{value['recall']:.3f}" for value in metrics["per_class"].values())
     took = "" if seconds is None else f"{seconds:7.0f}"
     return (f"{name:<30} {metrics['macro_roc_auc']:.4f}  {metrics['balanced_accuracy']:.4f}  "
-            f"{metrics['macro_f1']:.4f}  {recalls:<20} {took}")
+            f"{metrics['macro_f1']:.4f}  {recalls:<20} {operating_recalls(point):<20} {took}")
 
 
 def spread_row(name: str, runs: list[dict]) -> str:
@@ -76,9 +89,13 @@ def spread_row(name: str, runs: list[dict]) -> str:
     recalls = " ".join(
         f"{np.mean([run['per_class'][class_name]['recall'] for run in runs]):.3f}"
         for class_name in runs[0]["per_class"])
+    points = [run["operating_point"] for run in runs if run.get("operating_point")]
+    mean_point = {"recall": {name: float(np.mean([point["recall"][name] for point in points]))
+                             for name in points[0]["recall"]}} if points else None
     return (f"{name + ' (mean)':<30} {figure([run['macro_roc_auc'] for run in runs])}  "
             f"{figure([run['balanced_accuracy'] for run in runs])}  "
-            f"{figure([run['macro_f1'] for run in runs])}  {recalls}")
+            f"{figure([run['macro_f1'] for run in runs])}  {recalls:<20} "
+            f"{operating_recalls(mean_point)}")
 
 
 def main() -> None:
@@ -100,10 +117,11 @@ def main() -> None:
             write_survey(data_dir, simulate_survey())
     class_names = load_dataset(data_dir, splits=("test",)).class_names
     header = f"{'variant':<30} {'AUC':<6}  {'bal.acc':<6}  {'mac.F1':<6}  recall " \
-             f"{'/'.join(class_names):<13} seconds"
+             f"{'/'.join(class_names):<13} {'at 95% ' + class_names[0] + ' recall':<20} seconds"
     lines = [header, row("logistic regression", logistic_regression_baseline(
         data_dir, class_names), None)]
     curves = {}
+    measured = {}
     for name, overrides in COMPARISONS[args.compare].items():
         runs = []
         for seed in seeds:
@@ -119,13 +137,18 @@ def main() -> None:
             metrics = evaluate_model(model_dir, data_dir, model_dir / "evaluation",
                                      progress=lambda line: None)
             curves[label] = metrics["auc_vs_observations"]
-            runs.append(metrics["test"])
-            lines.append(row(label, metrics["test"], seconds))
+            runs.append({**metrics["test"], "operating_point": metrics.get("operating_point"),
+                         "seed": seed, "training_seconds": seconds})
+            lines.append(row(label, metrics["test"], seconds, metrics.get("operating_point")))
             print(lines[-1], flush=True)
+        measured[name] = runs
         if len(seeds) > 1:
             lines.append(spread_row(name, runs))
             print(lines[-1], flush=True)
     figure = plot_auc_vs_observations(curves, args.output_dir / f"auc_vs_obs_{args.compare}.png")
+    (args.output_dir / f"simulated_survey_{args.compare}.json").write_text(json.dumps(
+        {"data_dir": str(data_dir), "seeds": seeds, "runs": measured, "table": lines},
+        indent=1, default=str) + "\n")
     print("\n".join(["", f"test split of {data_dir}", *lines, f"figure: {figure}"]))
 
 

@@ -7,7 +7,8 @@ from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
 
 def compare(dataset: Input[Dataset], model: Input[Model], bucket_uri: str,
             promotion_metric: str, min_delta: float, recall_tolerance: float,
-            metrics: Output[Metrics], report: Output[Markdown]
+            metrics: Output[Metrics], report: Output[Markdown],
+            replace_unusable_champion: bool = False
             ) -> NamedTuple("CompareOutputs", [("promote", bool), ("reason", str),
                                                ("champion_generation", str),
                                                ("decision", dict)]):
@@ -27,6 +28,10 @@ def compare(dataset: Input[Dataset], model: Input[Model], bucket_uri: str,
         recall_tolerance: Largest drop of a rare class's recall that is accepted.
         metrics: Both models' figures, the improvement and the decision (1 = promote).
         report: The decision and the figures behind it as Markdown.
+        replace_unusable_champion: When the champion's model folder is damaged or
+            does not fit this data: false (default) fails the step and leaves
+            models/champion.json unchanged; true treats it as absent, and the
+            decision records why.
 
     Returns:
         promote: Whether the challenger becomes the champion.
@@ -39,4 +44,4 @@ def compare(dataset: Input[Dataset], model: Input[Model], bucket_uri: str,
     from rnn_classifier.retrain_steps import compare_step
 
     return compare_step(dataset.path, model.path, bucket_uri, promotion_metric, min_delta,
-                        recall_tolerance, metrics, report)
+                        recall_tolerance, metrics, report, replace_unusable_champion)

@@ -71,6 +71,7 @@ def build_retraining_pipeline(image: str = DEFAULT_IMAGE, gpu: bool = False,
         promotion_metric: str = DEFAULT_PROMOTION_METRIC,
         min_delta: float = DEFAULT_MIN_DELTA,
         recall_tolerance: float = DEFAULT_RECALL_TOLERANCE,
+        replace_unusable_champion: bool = False,
         mixed: bool = DEFAULTS.mixed,
         mask_value: float = DEFAULTS.mask_value,
         scaling: str = DEFAULTS.scaling,
@@ -120,6 +121,9 @@ def build_retraining_pipeline(image: str = DEFAULT_IMAGE, gpu: bool = False,
                 balanced_accuracy, macro_f1, macro_roc_auc or ece (lower is better).
             min_delta: Smallest improvement of promotion_metric that promotes.
             recall_tolerance: Largest drop of any rare class's test recall allowed.
+            replace_unusable_champion: A champion whose model folder is damaged or
+                does not fit the data stops the run with the pointer unchanged
+                (false), or is treated as absent and replaced (true).
         """
         hyperparameters = {name: value for name, value in locals().items()
                            if name in field_names()}
@@ -141,7 +145,9 @@ def build_retraining_pipeline(image: str = DEFAULT_IMAGE, gpu: bool = False,
         evaluated.set_display_name("evaluate challenger")
         compared = ops.compare(dataset=dataset, model=model, bucket_uri=bucket_uri,
                                promotion_metric=promotion_metric, min_delta=min_delta,
-                               recall_tolerance=recall_tolerance).after(evaluated)
+                               recall_tolerance=recall_tolerance,
+                               replace_unusable_champion=replace_unusable_champion
+                               ).after(evaluated)
         compared.set_display_name("compare with champion")
         published = ops.publish_model(model=model, bucket_uri=bucket_uri,
                                       run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,

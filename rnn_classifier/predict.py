@@ -25,7 +25,7 @@ from rnn_classifier.data import (
     data_path,
     load_array,
 )
-from rnn_classifier.train import CLASSES_FILE, CONFIG_FILE, MODEL_FILE, SCALER_FILE
+from rnn_classifier.model_folder import load_model_folder
 
 
 @dataclasses.dataclass
@@ -61,22 +61,14 @@ class TrainedModel:
 
 
 def load_trained_model(model_dir: str | Path) -> TrainedModel:
-    """Load model.keras (safe mode), config.json, scaler.json and classes.txt."""
-    import keras
+    """Check the whole model folder, then load it (rnn_classifier.model_folder).
 
-    # Importing these registers the custom layers and losses that safe mode may load.
-    import rnn_classifier.layers  # noqa: F401
-    import rnn_classifier.losses  # noqa: F401
-
-    model_dir = Path(model_dir)
-    for name in (MODEL_FILE, CONFIG_FILE, SCALER_FILE, CLASSES_FILE):
-        if not (model_dir / name).is_file():
-            raise DataError(f"{model_dir / name}: missing; {model_dir} is not a complete "
-                            "model folder (train writes it)")
-    model = keras.models.load_model(model_dir / MODEL_FILE, safe_mode=True)
-    class_names = [line for line in (model_dir / CLASSES_FILE).read_text().splitlines() if line]
-    return TrainedModel(model, TrainConfig.load(model_dir / CONFIG_FILE),
-                        Scaler.load(model_dir / SCALER_FILE), class_names)
+    Raises:
+        DataError: one line naming the damaged file, what is wrong and what
+            was expected.
+    """
+    folder = load_model_folder(model_dir)
+    return TrainedModel(folder.model, folder.config, folder.scaler, folder.class_names)
 
 
 def load_split_for_prediction(trained: TrainedModel, data_dir: str | Path, split: str

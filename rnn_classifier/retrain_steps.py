@@ -198,15 +198,17 @@ def check_drift_step(dataset_path: str, mixed: bool, mask_value: float, time_col
 # --------------------------------------------------------------------------
 
 def compare_step(dataset_path: str, model_path: str, bucket_uri: str, metric: str,
-                 min_delta: float, recall_tolerance: float, metrics, report
-                 ) -> tuple[bool, str, str, dict]:
+                 min_delta: float, recall_tolerance: float, metrics, report,
+                 replace_unusable_champion: bool = False) -> tuple[bool, str, str, dict]:
     """Score challenger and champion on the same test split and apply the promotion rule.
 
     Returns (promote, reason, champion generation read (a string: it can
     exceed what a pipeline number holds exactly), decision dict). A
-    champion that cannot be used on this data at all (other classes or
-    feature widths, model folder gone) is replaced, and the reason says so;
-    any other storage failure fails the step instead.
+    champion that cannot be used on this data at all (a damaged or missing
+    model folder, other classes or feature widths) stops the step with a
+    DataError naming the file, so the pointer stays as it is and a person
+    looks; with `replace_unusable_champion` it is treated as absent instead
+    and the decision records why. Any other storage failure fails the step.
     """
     import numpy as np
 
@@ -229,12 +231,17 @@ def compare_step(dataset_path: str, model_path: str, bucket_uri: str, metric: st
                 champion = scores(score_model(local, dataset_path))
             except (DataError, StorageNotFound) as error:
                 unusable = str(error).replace(local, champion_pointer["model_uri"])
+    if unusable and not replace_unusable_champion:
+        raise DataError(f"the champion cannot be used: {unusable}. models/champion.json is "
+                        "unchanged; repair or remove it, or run with "
+                        "replace_unusable_champion=true to treat it as absent")
     decision = decide(challenger, champion, metric, min_delta, recall_tolerance, rare)
     if unusable:
         decision.promote = True
-        decision.reason = (f"the champion cannot be scored on this data ({unusable}): the "
-                           "challenger replaces it")
+        decision.reason = (f"the champion cannot be scored on this data ({unusable}): "
+                           "replace_unusable_champion is set, so the challenger replaces it")
     result = decision.to_dict()
+    result["champion_unusable"] = unusable
     result["champion_run"] = champion_pointer.get("run") if champion_pointer else None
     result["champion_model_uri"] = champion_pointer["model_uri"] if champion_pointer else None
     result["champion_generation"] = str(generation)
