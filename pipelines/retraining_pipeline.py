@@ -20,7 +20,7 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import Markdown, Metrics, Model
 
-from components import DEFAULT_IMAGE, build_components
+from components import DEFAULT_IMAGE, build_components, document_fields
 from pipelines.credentials import use_gcs_secret
 from pipelines.training_pipeline import configure_training_hardware
 from rnn_classifier.config import DEFAULTS, field_names
@@ -60,11 +60,6 @@ def build_retraining_pipeline(image: str = DEFAULT_IMAGE, gpu: bool = False,
     """
     ops = build_components(image)
 
-    @dsl.pipeline(name=PIPELINE_NAME, description=(
-        "Retrain the recurrent classifier on newly labelled batches: merge them with the "
-        "reference set, validate the data contract, stop on drift against the reference, "
-        "train, evaluate, compare the challenger with the champion on the same test split "
-        "and promote it (atomically replacing models/champion.json) when the rule allows."))
     def retraining_pipeline(
         bucket_uri: str,
         drift_threshold: float = DEFAULT_THRESHOLD,
@@ -178,4 +173,11 @@ def build_retraining_pipeline(image: str = DEFAULT_IMAGE, gpu: bool = False,
         return RetrainingOutputs(model=model, test_metrics=evaluated.outputs["metrics"],
                                  decision=compared.outputs["report"])
 
-    return retraining_pipeline
+    # Set before compiling: KFP reads each parameter's description from the docstring.
+    document_fields(retraining_pipeline)
+    return dsl.pipeline(name=PIPELINE_NAME, description=(
+        "Retrain the recurrent classifier on newly labelled batches: merge them with the "
+        "reference set, validate the data contract, stop on drift against the reference, "
+        "train, evaluate, compare the challenger with the champion on the same test split "
+        "and promote it (atomically replacing models/champion.json) when the rule allows."))(
+        retraining_pipeline)

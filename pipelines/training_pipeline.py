@@ -14,7 +14,7 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, Metrics, Model
 
-from components import DEFAULT_IMAGE, build_components
+from components import DEFAULT_IMAGE, build_components, document_fields
 from pipelines.credentials import use_gcs_secret
 from rnn_classifier.config import DEFAULTS, field_names
 from rnn_classifier.search_space import (
@@ -53,11 +53,6 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE, gpu: bool = False,
     """
     ops = build_components(image)
 
-    @dsl.pipeline(name=PIPELINE_NAME, description=(
-        "Recurrent-network classifier for imbalanced time series (GOTO light curves): "
-        "validate the data contract, train a GRU/LSTM with focal or class-weighted loss, "
-        "evaluate per class with confusion matrix, ROC/PR and AUC against observations; "
-        "optionally sweep the hyperparameters with Katib first."))
     def training_pipeline(
         data_uri: str,
         sweep: bool = False,
@@ -146,7 +141,15 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE, gpu: bool = False,
                                test_metrics=evaluated.outputs["metrics"],
                                report=evaluated.outputs["report"])
 
-    return training_pipeline
+    # Set before compiling: KFP reads each parameter's description from the docstring.
+    document_fields(training_pipeline)
+    return dsl.pipeline(name=PIPELINE_NAME, description=(
+        "Recurrent-network classifier for imbalanced time series (GOTO light curves): "
+        "validate the data contract, train a recurrent + convolutional network with "
+        "logit-adjusted (or focal, class-weighted) loss and calibrated probabilities, "
+        "evaluate per class with confusion matrix, ROC/PR and AUC against observations; "
+        "optionally sweep the hyperparameters with Katib first."))(
+        training_pipeline)
 
 
 def configure_training_hardware(task, gpu: bool, node_selector: dict[str, str] | None,

@@ -14,7 +14,7 @@ from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Markdown, Me
 
 from components import DEFAULT_IMAGE, build_components
 from pipelines import compile as compile_module
-from rnn_classifier.config import DEFAULTS, field_names, field_type
+from rnn_classifier.config import DEFAULTS, field_metadata, field_names, field_type
 from rnn_classifier.data import write_dataset
 from rnn_classifier.search_space import (
     DEFAULT_ALGORITHM,
@@ -281,3 +281,33 @@ def test_sweep_runs_locally_and_the_final_model_uses_the_best_trial(tmp_path, su
     assert trained["epochs"] == QUICK["epochs"]  # fixed settings reach the final train too
     manifest = yaml.safe_load((run_dir / "tune" / "experiment").read_text())
     assert manifest["spec"]["maxTrialCount"] == 2
+
+
+def undescribed_inputs(spec: dict) -> list[str]:
+    """`pipeline.NAME` / `COMPONENT.NAME` of every input without a description in the IR."""
+    missing = [f"pipeline.{name}" for name, value
+               in spec["root"]["inputDefinitions"]["parameters"].items()
+               if not value.get("description", "").strip()]
+    for component_name, component in spec["components"].items():
+        if "executorLabel" not in component:
+            continue  # a dsl.If branch: its inputs are the pipeline's own channels
+        for kind in ("parameters", "artifacts"):
+            for name, value in component.get("inputDefinitions", {}).get(kind, {}).items():
+                if not value.get("description", "").strip():
+                    missing.append(f"{component_name}.{name}")
+    return missing
+
+
+def test_every_input_of_every_component_and_pipeline_is_described(tmp_path):
+    spec = compile_pipeline(tmp_path)["spec"]
+    assert undescribed_inputs(spec) == []
+    retraining = list(yaml.safe_load_all(
+        (tmp_path / "pipeline" / "retraining_pipeline.yaml").read_text()))[0]
+    assert undescribed_inputs(retraining) == []
+    # The descriptions are the config's help text, with the default.
+    prior_weight = spec["root"]["inputDefinitions"]["parameters"]["prior_weight"]
+    assert field_metadata("prior_weight")["help"].split()[0] in prior_weight["description"]
+    assert f"Default: {DEFAULTS.prior_weight!r}" in prior_weight["description"]
+    train_inputs = spec["components"]["comp-train"]["inputDefinitions"]["parameters"]
+    assert "one of " + ", ".join(field_metadata("loss")["choices"]) in " ".join(
+        train_inputs["loss"]["description"].split())
