@@ -8,6 +8,10 @@ PIPELINE := build/training_pipeline.yaml
 # Compile-time choices: the image every step runs, and a GPU for the train step.
 IMAGE ?= ghcr.io/goto-survey/rnn-classifier:0.1.0
 GPU ?= 0
+# Train and tune pods: CPU and memory (requests = limits) and deadline; see pipelines/task_settings.py.
+CPU ?= 4
+MEMORY ?= 16G
+TIMEOUT_HOURS ?= 12
 # Kubeflow: endpoint, experiment and pipeline name for upload/submit.
 KFP_ENDPOINT ?= http://localhost:8080
 EXPERIMENT ?= rnn-classifier
@@ -68,8 +72,9 @@ lint: $(BIN)/rnn-classifier ## ruff on the code, hadolint on the Dockerfiles
 	$(BIN)/ruff check rnn_classifier components pipelines tests benchmarks docker
 	$(BIN)/hadolint docker/Dockerfile docker/Dockerfile.gpu
 
-compile: $(BIN)/rnn-classifier ## compile build/training_pipeline.yaml and build/retraining_pipeline.yaml (IMAGE=..., GPU=1, GCS_SECRET=name)
+compile: $(BIN)/rnn-classifier ## compile build/training_pipeline.yaml and build/retraining_pipeline.yaml (IMAGE=..., GPU=1, CPU=4, MEMORY=16G, TIMEOUT_HOURS=12, GCS_SECRET=name)
 	$(BIN)/python -m pipelines.compile --output $(PIPELINE) --image $(IMAGE) \
+		--cpu $(CPU) --memory $(MEMORY) --timeout-hours $(TIMEOUT_HOURS) \
 		$(if $(filter 1,$(GPU)),--gpu,) $(if $(GCS_SECRET),--gcs-secret $(GCS_SECRET),)
 
 upload: compile ## upload the pipeline to $(KFP_ENDPOINT): a new version, or a new pipeline the first time

@@ -22,6 +22,7 @@ from kfp.dsl import Markdown, Metrics, Model
 
 from components import DEFAULT_IMAGE, build_components, document_fields
 from pipelines.credentials import use_gcs_secret
+from pipelines.task_settings import DEFAULT_RESOURCES, TaskResources, retry_if_safe, set_resources
 from pipelines.training_pipeline import configure_training_hardware
 from rnn_classifier.config import DEFAULTS, field_names
 from rnn_classifier.drift import DEFAULT_THRESHOLD
@@ -45,7 +46,8 @@ class RetrainingOutputs(NamedTuple):
 def build_retraining_pipeline(image: str = DEFAULT_IMAGE, gpu: bool = False,
                               node_selector: "dict[str, str] | None" = None,
                               tolerations: "list[dict[str, str]] | None" = None,
-                              gcs_secret: str | None = None):
+                              gcs_secret: str | None = None,
+                              resources: TaskResources = DEFAULT_RESOURCES):
     """The retraining pipeline on `image`.
 
     Args:
@@ -57,6 +59,7 @@ def build_retraining_pipeline(image: str = DEFAULT_IMAGE, gpu: bool = False,
         gcs_secret: Kubernetes secret holding a service-account key
             (`key.json`) mounted on every task that reads or writes the bucket;
             None: Workload Identity.
+        resources: CPU, memory and deadline of the train step.
     """
     ops = build_components(image)
 
@@ -124,31 +127,38 @@ def build_retraining_pipeline(image: str = DEFAULT_IMAGE, gpu: bool = False,
                            if name in field_names()}
         ingested = ops.ingest(bucket_uri=bucket_uri, mixed=mixed, mask_value=mask_value)
         ingested.set_display_name("ingest batches")
+        retry_if_safe(ingested, "ingest")
         validated = ops.validate_data(data_uri=ingested.outputs["data_uri"], mixed=mixed,
                                       mask_value=mask_value)
         validated.set_display_name("validate data")
+        retry_if_safe(validated, "validate_data")
         dataset = validated.outputs["dataset"]
         drift = ops.check_drift(dataset=ingested.outputs["dataset"], mixed=mixed,
                                 mask_value=mask_value, time_column=time_column,
                                 threshold=drift_threshold).after(validated)
         drift.set_display_name("check drift")
+        retry_if_safe(drift, "check_drift")
         trained = ops.train(dataset=dataset, **hyperparameters).after(drift)
         trained.set_display_name("train challenger")
+        set_resources(trained, resources)
         configure_training_hardware(trained, gpu, node_selector, tolerations)
         model = trained.outputs["model"]
         evaluated = ops.evaluate(dataset=dataset, model=model)
         evaluated.set_display_name("evaluate challenger")
+        retry_if_safe(evaluated, "evaluate")
         compared = ops.compare(dataset=dataset, model=model, bucket_uri=bucket_uri,
                                promotion_metric=promotion_metric, min_delta=min_delta,
                                recall_tolerance=recall_tolerance,
                                replace_unusable_champion=replace_unusable_champion
                                ).after(evaluated)
         compared.set_display_name("compare with champion")
+        retry_if_safe(compared, "compare")
         published = ops.publish_model(model=model, bucket_uri=bucket_uri,
                                       run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                                       data_record=ingested.outputs["data_record"],
                                       decision=compared.outputs["decision"])
         published.set_display_name("publish challenger")
+        retry_if_safe(published, "publish_model")
         with dsl.If(compared.outputs["promote"] == True, name="promote?"):  # noqa: E712
             promoted = ops.promote(bucket_uri=bucket_uri,
                                    model_uri=published.outputs["model_uri"],

@@ -16,6 +16,7 @@ from kfp.dsl import HTML, Metrics, Model
 
 from components import DEFAULT_IMAGE, build_components, document_fields
 from pipelines.credentials import use_gcs_secret
+from pipelines.task_settings import DEFAULT_RESOURCES, TaskResources, retry_if_safe, set_resources
 from rnn_classifier.config import DEFAULTS, field_names
 from rnn_classifier.search_space import (
     DEFAULT_ALGORITHM,
@@ -38,7 +39,8 @@ class TrainingOutputs(NamedTuple):
 def build_training_pipeline(image: str = DEFAULT_IMAGE, gpu: bool = False,
                             node_selector: "dict[str, str] | None" = None,
                             tolerations: "list[dict[str, str]] | None" = None,
-                            gcs_secret: str | None = None):
+                            gcs_secret: str | None = None,
+                            resources: TaskResources = DEFAULT_RESOURCES):
     """The training pipeline on `image`.
 
     Args:
@@ -50,6 +52,7 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE, gpu: bool = False,
             effect).
         gcs_secret: Kubernetes secret holding a service-account key.json, mounted
             on validate_data (which reads gs://); None: Workload Identity.
+        resources: CPU, memory and deadline of the train and tune steps.
     """
     ops = build_components(image)
 
@@ -118,6 +121,7 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE, gpu: bool = False,
                            if name in field_names()}
         validated = ops.validate_data(data_uri=data_uri, mixed=mixed, mask_value=mask_value)
         validated.set_display_name("validate data")
+        retry_if_safe(validated, "validate_data")
         use_gcs_secret(validated, gcs_secret)
         dataset = validated.outputs["dataset"]
         # The tune step always runs and hands its values to the one train step:
@@ -130,13 +134,16 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE, gpu: bool = False,
                          timeout_hours=sweep_timeout_hours, trial_image=image, trial_gpu=gpu,
                          **hyperparameters)
         tuned.set_display_name("tune (Katib)")
+        retry_if_safe(set_resources(tuned, resources), "tune")
         best = {parameter.name: tuned.outputs[parameter.name] for parameter in SEARCH_SPACE}
         trained = ops.train(dataset=dataset, **{**hyperparameters, **best})
         trained.set_display_name("train")
+        set_resources(trained, resources)
         configure_training_hardware(trained, gpu, node_selector, tolerations)
         model = trained.outputs["model"]
         evaluated = ops.evaluate(dataset=dataset, model=model)
         evaluated.set_display_name("evaluate")
+        retry_if_safe(evaluated, "evaluate")
         return TrainingOutputs(model=model,
                                test_metrics=evaluated.outputs["metrics"],
                                report=evaluated.outputs["report"])

@@ -107,8 +107,12 @@ def test_image_and_hardware_are_compile_options(tmp_path):
     plain = compile_pipeline(tmp_path)
     executors = plain["spec"]["deploymentSpec"]["executors"]
     assert {executor["container"]["image"] for executor in executors.values()} == {DEFAULT_IMAGE}
-    assert all("resources" not in executor["container"] for executor in executors.values())
-    assert plain["platform"] == {}
+    # Only train and tune are sized (the defaults of pipelines/task_settings.py), with deadlines.
+    assert {name for name, executor in executors.items()
+            if "resources" in executor["container"]} == {"exec-train", "exec-tune"}
+    assert "accelerator" not in executors["exec-train"]["container"]["resources"]
+    assert set(plain["platform"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]) == {
+        "exec-train", "exec-tune"}
 
     gpu = compile_pipeline(tmp_path, "--image", "registry.example/rnn:1.2", "--gpu",
                            "--node-selector", "cloud.google.com/gke-accelerator=nvidia-l4",
@@ -311,3 +315,34 @@ def test_every_input_of_every_component_and_pipeline_is_described(tmp_path):
     train_inputs = spec["components"]["comp-train"]["inputDefinitions"]["parameters"]
     assert "one of " + ", ".join(field_metadata("loss")["choices"]) in " ".join(
         train_inputs["loss"]["description"].split())
+
+
+def test_safe_steps_retry_and_train_and_tune_are_sized(tmp_path):
+    from pipelines.task_settings import RETRIES
+
+    compiled = compile_pipeline(tmp_path, "--cpu", "2", "--memory", "8G", "--timeout-hours", "3")
+    retraining = list(yaml.safe_load_all(
+        (tmp_path / "pipeline" / "retraining_pipeline.yaml").read_text()))
+    for documents, retried, sized in (
+            ([compiled["spec"], compiled["platform"]], {"validate-data", "tune", "evaluate"},
+             {"train", "tune"}),
+            (retraining, {"ingest", "validate-data", "check-drift", "evaluate", "compare",
+                          "publish-model"}, {"train"})):
+        spec, platform = documents[0], documents[1]
+        tasks = spec["root"]["dag"]["tasks"]
+        executed = {name for name, task in tasks.items() if "componentRef" in task
+                    and "executorLabel" in spec["components"][task["componentRef"]["name"]]}
+        assert {name for name in executed if "retryPolicy" in tasks[name]} == retried
+        for name in retried:
+            policy = tasks[name]["retryPolicy"]
+            assert policy["maxRetryCount"] == RETRIES and policy["backoffFactor"] > 1
+        executors = spec["deploymentSpec"]["executors"]
+        deadlines = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+        for name in sized:
+            resources = executors[f"exec-{name}"]["container"]["resources"]
+            assert resources["resourceCpuRequest"] == resources["resourceCpuLimit"] == "2"
+            assert resources["resourceMemoryRequest"] == resources["resourceMemoryLimit"] == "8G"
+            assert deadlines[f"exec-{name}"]["activeDeadlineSeconds"] == str(3 * 3600)
+        for name in executed - sized:
+            assert "resources" not in executors[tasks[name]["componentRef"]["name"].replace(
+                "comp-", "exec-")]["container"]

@@ -18,6 +18,7 @@ from pipelines import compile as compile_module
 from pipelines import schedule
 from pipelines.credentials import GCS_SECRET_MOUNT_PATH
 from pipelines.run_local import run_pipeline
+from pipelines.task_settings import DEFAULT_RESOURCES
 from rnn_classifier import drift, retrain, storage
 from rnn_classifier.config import DEFAULTS, field_names, field_type
 from rnn_classifier.data import DataError, load_dataset, write_dataset
@@ -316,7 +317,9 @@ def compile_both(tmp_path, *flags) -> dict:
 def test_retraining_ir_components_condition_and_parameters(tmp_path):
     compiled = compile_both(tmp_path)
     spec = compiled["spec"]
-    assert compiled["platform"] == {}  # no secret: Workload Identity
+    # No secret (Workload Identity): the platform spec holds only the train step's deadline.
+    assert compiled["platform"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"] == {
+        "exec-train": {"activeDeadlineSeconds": str(int(DEFAULT_RESOURCES.timeout_hours * 3600))}}
     tasks = spec["root"]["dag"]["tasks"]
     assert set(tasks) == {"ingest", "validate-data", "check-drift", "train", "evaluate",
                           "compare", "publish-model", "condition-branches-1"}
@@ -364,7 +367,8 @@ def test_gcs_secret_is_mounted_by_name_and_no_credential_is_compiled(tmp_path):
     executors = compiled["platform"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     bucket_tasks = {"exec-ingest", "exec-validate-data", "exec-compare", "exec-publish-model",
                     "exec-promote", "exec-record-decision"}
-    assert set(executors) == bucket_tasks
+    assert {name for name, executor in executors.items()
+            if "secretAsVolume" in executor} == bucket_tasks
     for name in bucket_tasks:
         (volume,) = executors[name]["secretAsVolume"]
         assert volume["secretName"] == "rnn-gcs-key"
@@ -378,7 +382,8 @@ def test_gcs_secret_is_mounted_by_name_and_no_credential_is_compiled(tmp_path):
             assert env == {}, name
     training = yaml.safe_load_all((tmp_path / "out" / "training_pipeline.yaml").read_text())
     training_platform = list(training)[1]["platforms"]["kubernetes"]["deploymentSpec"]
-    assert set(training_platform["executors"]) == {"exec-validate-data"}
+    assert {name for name, executor in training_platform["executors"].items()
+            if "secretAsVolume" in executor} == {"exec-validate-data"}
     for path in (compiled["path"], tmp_path / "out" / "training_pipeline.yaml"):
         text = path.read_text()
         for marker in ("PRIVATE KEY", "private_key", "client_email", "ya29.", "access_token",
@@ -409,8 +414,12 @@ def test_schedule_creates_an_enabled_cron_run_with_typed_parameters_and_unschedu
         assert run["runtime_config"]["parameters"] == {"bucket_uri": "gs://survey-bucket",
                                                        "drift_threshold": 0.3}
         assert int(run["max_concurrency"]) == 1 and run["no_catchup"] is True
-        assert run["pipeline_spec"]["pipelineInfo"]["name"] == "rnn-classifier-retraining"
-        assert run["pipeline_spec"]["root"] == yaml.safe_load(retraining_yaml.read_text())["root"]
+        # With a platform spec (the train step's deadline) kfp sends both documents.
+        compiled_spec, compiled_platform = yaml.safe_load_all(retraining_yaml.read_text())
+        sent = run["pipeline_spec"]
+        assert sent["pipeline_spec"]["pipelineInfo"]["name"] == "rnn-classifier-retraining"
+        assert sent["pipeline_spec"]["root"] == compiled_spec["root"]
+        assert sent["platform_spec"] == compiled_platform
         (experiment,) = stub.experiments.values()
         assert run["experiment_id"] == experiment["experiment_id"]
         paths = {(request["method"], request["path"]) for request in stub.requests}
@@ -450,7 +459,8 @@ def test_make_schedule_and_unschedule(tmp_path):
         assert run["mode"] == "ENABLE"
         assert run["trigger"] == {"cron_schedule": {"cron": "0 0 6 * * *"}}
         assert run["runtime_config"]["parameters"] == {"bucket_uri": "gs://survey-bucket"}
-        assert run["pipeline_spec"]["pipelineInfo"]["name"] == "rnn-classifier-retraining"
+        sent = run["pipeline_spec"]["pipeline_spec"]  # beside the platform spec
+        assert sent["pipelineInfo"]["name"] == "rnn-classifier-retraining"
         result = subprocess.run(["make", "unschedule", *common], cwd=ROOT,
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stdout + result.stderr
