@@ -40,6 +40,7 @@ import numpy as np
 from benchmarks.performance import machine
 from benchmarks.reference_sets import (
     AEON_SETS,
+    imbalance_ratio,
     imbalanced_variant,
     write_aeon_set,
 )
@@ -217,13 +218,14 @@ def acceptance(results: dict) -> dict:
 
 
 def write_results(output: Path, seeds: list[int], variants: dict, results: dict,
-                  lines: list[str]) -> dict:
+                  lines: list[str], ratios: dict[str, float]) -> dict:
     """Writes everything measured so far (a long run that dies keeps its rows); the checks."""
     checks = acceptance(results)
     output.write_text(json.dumps({
         "command": "make bench-quality", "machine": machine(), "seeds": seeds,
         "survey_counts": SURVEY_COUNTS, "variants": variants, "defaults": DEFAULTS.to_dict(),
-        "results": results, "acceptance": checks, "table": lines}, indent=1) + "\n")
+        "imbalance_ratios": ratios, "results": results, "acceptance": checks,
+        "table": lines}, indent=1) + "\n")
     return checks
 
 
@@ -259,6 +261,7 @@ def main() -> None:
     seeds = [int(seed) for seed in args.seeds.split(",")]
 
     results: dict[str, dict] = {}
+    ratios: dict[str, float] = {}  # most frequent / rarest class in each training split
     header = f"{'dataset':<34} {'method':<18} " + " ".join(
         f"{name:>13}" for name in ("accuracy", "bal.accuracy", "macro-F1", "macro-AUC",
                                    "train s"))
@@ -266,6 +269,7 @@ def main() -> None:
     lines = [header]
     for name in datasets:
         data_dir = prepare(name, args.work_dir)
+        ratios[name] = imbalance_ratio(data_dir)
         settings = data_settings(name)
         results[name] = {}
         for method in methods:
@@ -287,8 +291,8 @@ def main() -> None:
             results[name][method] = {"runs": runs, "summary": summarise(runs)}
             lines.append(format_row(name, method, results[name][method]["summary"]))
             log(lines[-1])
-            write_results(args.output, seeds, variants, results, lines)
-    checks = write_results(args.output, seeds, variants, results, lines)
+            write_results(args.output, seeds, variants, results, lines, ratios)
+    checks = write_results(args.output, seeds, variants, results, lines, ratios)
     log("\nsuite mean macro-F1: " + ", ".join(
         f"{method} {value:.3f}" for method, value in sorted(checks["suite_mean_macro_f1"].items())))
     for miss in checks["misses_against_gradient_boosting"]:

@@ -18,6 +18,7 @@ from kfp import dsl
 from components.check_drift import check_drift
 from components.compare import compare
 from components.evaluate import evaluate
+from components.fingerprint_data import fingerprint_data
 from components.ingest import ingest
 from components.promote import promote, record_decision
 from components.publish_model import publish_model
@@ -77,5 +78,5 @@ def build_components(image: str = DEFAULT_IMAGE) -> SimpleNamespace:
     return SimpleNamespace(**{
         function.__name__: dsl.component(document_fields(function), base_image=image,
                                          install_kfp_package=False)
-        for function in (validate_data, tune, train, evaluate, ingest, check_drift, compare,
-                         publish_model, promote, record_decision)})
+        for function in (fingerprint_data, validate_data, tune, train, evaluate, ingest,
+                         check_drift, compare, publish_model, promote, record_decision)})

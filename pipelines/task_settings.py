@@ -23,8 +23,8 @@ RETRY_BACKOFF = "30s"
 RETRY_BACKOFF_FACTOR = 2.0
 RETRY_BACKOFF_MAX = "600s"
 # The task names (component function names) that are retried.
-RETRIED_STEPS = ("ingest", "validate_data", "check_drift", "evaluate", "compare",
-                 "publish_model", "tune")
+RETRIED_STEPS = ("fingerprint_data", "ingest", "validate_data", "check_drift", "evaluate",
+                 "compare", "publish_model", "tune")
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,8 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE, gpu: bool = False,
             kfp-kubernetes `add_toleration` arguments (key, operator, value,
             effect).
         gcs_secret: Kubernetes secret holding a service-account key.json, mounted
-            on validate_data (which reads gs://); None: Workload Identity.
+            on fingerprint_data and validate_data (which read gs://); None:
+            Workload Identity.
         resources: CPU, memory and deadline of the train and tune steps.
     """
     ops = build_components(image)
@@ -119,7 +120,15 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE, gpu: bool = False,
         """
         hyperparameters = {name: value for name, value in locals().items()
                            if name in field_names()}
-        validated = ops.validate_data(data_uri=data_uri, mixed=mixed, mask_value=mask_value)
+        # The data under data_uri can change between runs: the cache key of
+        # validate_data (and so of every later step) includes what it is now.
+        fingerprinted = ops.fingerprint_data(data_uri=data_uri)
+        fingerprinted.set_display_name("fingerprint data")
+        fingerprinted.set_caching_options(False)
+        retry_if_safe(fingerprinted, "fingerprint_data")
+        use_gcs_secret(fingerprinted, gcs_secret)
+        validated = ops.validate_data(data_uri=data_uri, mixed=mixed, mask_value=mask_value,
+                                      data_fingerprint=fingerprinted.output)
         validated.set_display_name("validate data")
         retry_if_safe(validated, "validate_data")
         use_gcs_secret(validated, gcs_secret)

@@ -42,9 +42,19 @@ def _markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def fingerprint_step(data_uri: str) -> str:
+    """The content fingerprint of a data folder's contract files (storage.fingerprint)."""
+    from rnn_classifier.storage import fingerprint
+
+    return fingerprint(data_uri, contract_file_names(mixed=True))
+
+
 def validate_step(data_uri: str, mixed: bool, mask_value: float, dataset, metrics,
-                  report) -> dict[str, float]:
+                  report, data_fingerprint: str = "") -> dict[str, float]:
     """Fetch the data (local or gs://), validate it, and publish it as the step's Dataset.
+
+    `data_fingerprint` (from fingerprint_step) is recorded in the Dataset's
+    metadata, so the artifact says which version of the data it holds.
 
     Raises DataError, with the file and the problem named, when the data is
     invalid; the Dataset artifact is then left empty.
@@ -62,7 +72,7 @@ def validate_step(data_uri: str, mixed: bool, mask_value: float, dataset, metric
     # steps always see the class names the validation used.
     Path(dataset.path, CLASSES_FILE).write_text("\n".join(loaded.class_names) + "\n")
     dataset.metadata.update({"source": data_uri, "classes": loaded.class_names,
-                             "mixed": mixed})
+                             "mixed": mixed, "data_fingerprint": data_fingerprint})
 
     values: dict[str, float] = {}
     for split, figures in summary["splits"].items():

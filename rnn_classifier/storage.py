@@ -555,6 +555,44 @@ def list_files(uri: str | Path) -> list[str]:
     return sorted(name for name in names if not _is_temporary(name))
 
 
+def fingerprint(uri: str | Path, names: Sequence[str] | None = None) -> str:
+    """A digest that changes whenever a file under the folder/prefix changes.
+
+    For gs:// it covers each object's name, generation, size and CRC32C (a
+    rewritten object gets a new generation even with the same bytes); for a
+    local folder, each file's name, size and SHA-256 of its content. `names`
+    limits it to those files (absent ones count as absent). The digest of
+    the listing is what a pipeline's cache key needs: the same URI with other
+    data gives another fingerprint.
+    """
+    entries = []
+    if is_gcs(uri):
+        bucket_name, prefix = split_gcs_uri(str(uri))
+        prefix = f"{prefix}/" if prefix else ""
+        client = _client()
+
+        def listing():
+            return [(blob.name[len(prefix):], blob.generation, blob.size, blob.crc32c)
+                    for blob in client.list_blobs(bucket_name, prefix=prefix or None,
+                                                  timeout=REQUEST_TIMEOUT_S, retry=None)]
+
+        entries = [list(entry) for entry in _gcs("list", str(uri), listing)
+                   if not _is_temporary(entry[0])]
+    else:
+        root = Path(uri)
+        for name in list_files(root):
+            digest = hashlib.sha256()
+            with open(root / name, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            entries.append([name, (root / name).stat().st_size, digest.hexdigest()])
+    if names is not None:
+        wanted = set(names)
+        entries = [entry for entry in entries if entry[0] in wanted]
+    listing = json.dumps(sorted(entries), separators=(",", ":"))
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
 def list_folders(uri: str | Path) -> list[str]:
     """The immediate sub-folders of a folder/prefix, as `name/`, sorted."""
     if is_gcs(uri):

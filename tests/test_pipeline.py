@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +73,10 @@ def test_ir_has_the_three_components_with_their_artifact_types(tmp_path):
     assert components["comp-evaluate"]["inputDefinitions"]["artifacts"]["model"][
         "artifactType"]["schemaTitle"] == "system.Model"
     dag = spec["root"]["dag"]["tasks"]
+    assert dag["validate-data"]["inputs"]["parameters"]["data_fingerprint"][
+        "taskOutputParameter"]["producerTask"] == "fingerprint-data"
+    assert dag["fingerprint-data"]["cachingOptions"] == {}  # never from the cache
+    assert dag["validate-data"]["cachingOptions"] == {"enableCache": True}
     assert dag["tune"]["dependentTasks"] == ["validate-data"]
     assert sorted(dag["train"]["dependentTasks"]) == ["tune", "validate-data"]
     assert sorted(dag["evaluate"]["dependentTasks"]) == ["train", "validate-data"]
@@ -238,6 +243,22 @@ def test_compiled_yaml_runs_under_kfp_local_and_is_cached(tmp_path, survey_dir, 
     assert Path(again.outputs["report"].path).read_bytes() == Path(
         task.outputs["report"].path).read_bytes()
 
+    # The same URI with changed data: the fingerprint differs, so validate_data and
+    # everything after it run again (kubeflow/pipelines#4857 would reuse them).
+    changed = tmp_path / "changed"
+    shutil.copytree(survey_dir, changed)
+    context = np.load(changed / "test_contextual_features.npy")
+    np.save(changed / "test_contextual_features.npy", context + 0.5)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        first = run_compiled(pipeline_file, root, data_uri=str(changed), **QUICK)
+        caplog.clear()
+        np.save(changed / "test_contextual_features.npy", context)
+        reread = run_compiled(pipeline_file, root, data_uri=str(changed), **QUICK)
+    for name in ("validate-data", "tune", "train", "evaluate"):
+        assert f"Task {name} cache hit" not in caplog.text, name
+    assert Path(reread.outputs["report"].path) != Path(first.outputs["report"].path)
+
     # With the cache off (run_local --no-cache, what the pipeline benchmark times) every
     # step runs again.
     caplog.clear()
@@ -324,8 +345,8 @@ def test_safe_steps_retry_and_train_and_tune_are_sized(tmp_path):
     retraining = list(yaml.safe_load_all(
         (tmp_path / "pipeline" / "retraining_pipeline.yaml").read_text()))
     for documents, retried, sized in (
-            ([compiled["spec"], compiled["platform"]], {"validate-data", "tune", "evaluate"},
-             {"train", "tune"}),
+            ([compiled["spec"], compiled["platform"]],
+             {"fingerprint-data", "validate-data", "tune", "evaluate"}, {"train", "tune"}),
             (retraining, {"ingest", "validate-data", "check-drift", "evaluate", "compare",
                           "publish-model"}, {"train"})):
         spec, platform = documents[0], documents[1]

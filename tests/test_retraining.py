@@ -383,7 +383,7 @@ def test_gcs_secret_is_mounted_by_name_and_no_credential_is_compiled(tmp_path):
     training = yaml.safe_load_all((tmp_path / "out" / "training_pipeline.yaml").read_text())
     training_platform = list(training)[1]["platforms"]["kubernetes"]["deploymentSpec"]
     assert {name for name, executor in training_platform["executors"].items()
-            if "secretAsVolume" in executor} == {"exec-validate-data"}
+            if "secretAsVolume" in executor} == {"exec-fingerprint-data", "exec-validate-data"}
     for path in (compiled["path"], tmp_path / "out" / "training_pipeline.yaml"):
         text = path.read_text()
         for marker in ("PRIVATE KEY", "private_key", "client_email", "ya29.", "access_token",

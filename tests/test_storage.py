@@ -414,3 +414,19 @@ def test_cli_bad_gs_data_dir_exits_2_and_uploads_nothing(gcs_bucket, capsys):
     assert main(["validate", "--data-dir", data]) == 2
     assert f"{data}/train_labels.npy" in capsys.readouterr().err
     assert list_files(f"{gcs_bucket}/models") == []
+
+
+def test_fingerprint_changes_with_the_data_under_the_same_uri(root):
+    folder = storage.join_uri(root, "data")
+    storage.write_bytes(storage.join_uri(folder, "train_labels.npy"), b"labels v1")
+    storage.write_bytes(storage.join_uri(folder, "test_labels.npy"), b"test")
+    first = storage.fingerprint(folder)
+    assert storage.fingerprint(folder) == first  # nothing changed: the same key
+    storage.write_bytes(storage.join_uri(folder, "train_labels.npy"), b"labels v2")
+    second = storage.fingerprint(folder)
+    assert second != first
+    # Only the named files count: a new unrelated file leaves that fingerprint alone.
+    named = storage.fingerprint(folder, ["train_labels.npy"])
+    storage.write_bytes(storage.join_uri(folder, "notes.txt"), b"hello")
+    assert storage.fingerprint(folder, ["train_labels.npy"]) == named
+    assert storage.fingerprint(folder) != second
