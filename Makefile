@@ -17,6 +17,8 @@ KFP_ENDPOINT ?= http://localhost:8080
 EXPERIMENT ?= rnn-classifier
 PIPELINE_NAME ?= rnn-classifier-training
 DATA_URI ?= gs://YOUR_BUCKET/survey/reference
+# More run parameters for `make submit`, as NAME=VALUE words (typed as the pipeline declares).
+SUBMIT_SETTINGS ?=
 # The simulated survey's column 0 is time in days: train on time since the previous observation.
 DEMO_SETTINGS ?= --set time_column=0
 # Retraining: credentials secret (optional), bucket, schedule.
@@ -78,13 +80,18 @@ compile: $(BIN)/rnn-classifier ## compile build/training_pipeline.yaml and build
 		$(if $(filter 1,$(GPU)),--gpu,) $(if $(GCS_SECRET),--gcs-secret $(GCS_SECRET),)
 
 upload: compile ## upload the pipeline to $(KFP_ENDPOINT): a new version, or a new pipeline the first time
-	$(BIN)/kfp --endpoint $(KFP_ENDPOINT) pipeline create-version -n $(PIPELINE_NAME) \
-		-v $(PIPELINE_NAME)-$$(date +%Y%m%d-%H%M%S) $(PIPELINE) || \
-	$(BIN)/kfp --endpoint $(KFP_ENDPOINT) pipeline create -p $(PIPELINE_NAME) $(PIPELINE)
+	$(BIN)/python -m pipelines.kfp_endpoint check $(KFP_ENDPOINT)
+	if $(BIN)/python -m pipelines.kfp_endpoint has-pipeline $(KFP_ENDPOINT) $(PIPELINE_NAME); then \
+		$(BIN)/kfp --endpoint $(KFP_ENDPOINT) pipeline create-version -n $(PIPELINE_NAME) \
+			-v $(PIPELINE_NAME)-$$(date +%Y%m%d-%H%M%S) $(PIPELINE); \
+	else \
+		$(BIN)/kfp --endpoint $(KFP_ENDPOINT) pipeline create -p $(PIPELINE_NAME) $(PIPELINE); \
+	fi
 
-submit: compile ## start a run: kfp run create -e $(EXPERIMENT) (DATA_URI=gs://...)
+submit: compile ## start a run: kfp run create -e $(EXPERIMENT) (DATA_URI=gs://..., SUBMIT_SETTINGS="epochs=20 sweep=true")
+	$(BIN)/python -m pipelines.kfp_endpoint check $(KFP_ENDPOINT)
 	$(BIN)/kfp --endpoint $(KFP_ENDPOINT) run create -e $(EXPERIMENT) -f $(PIPELINE) \
-		-r $(PIPELINE_NAME)-$$(date +%Y%m%d-%H%M%S) data_uri=$(DATA_URI)
+		-r $(PIPELINE_NAME)-$$(date +%Y%m%d-%H%M%S) data_uri=$(DATA_URI) $(SUBMIT_SETTINGS)
 
 image: ## build the image with docker (GPU=1: docker/Dockerfile.gpu)
 	docker build -f docker/Dockerfile$(if $(filter 1,$(GPU)),.gpu,) -t $(IMAGE) .

@@ -2,14 +2,30 @@
 
 A threaded server on 127.0.0.1 (a free port) that reads each request's JSON
 body, hands method, path and body to the stub's `handle`, and sends back the
-JSON reply it returns. Used as a context manager: it serves inside `with`.
+JSON reply it returns. A multipart/form-data body (a file upload) reaches
+`handle` as {"files": {field: {"filename": ..., "content": text}}}. Used as a
+context manager: it serves inside `with`.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def _form_files(content_type: str, data: bytes) -> dict:
+    """The parts of a multipart/form-data body, by field name."""
+    message = BytesParser(policy=HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + data)
+    files = {}
+    for part in message.iter_parts():
+        files[part.get_param("name", header="content-disposition")] = {
+            "filename": part.get_filename(),
+            "content": part.get_payload(decode=True).decode("utf-8", "replace")}
+    return {"files": files}
 
 
 class JsonStubServer:
@@ -24,7 +40,12 @@ class JsonStubServer:
 
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length)) if length else None
+                data = self.rfile.read(length) if length else b""
+                content_type = self.headers.get("Content-Type") or ""
+                if content_type.startswith("multipart/form-data"):
+                    body = _form_files(content_type, data)
+                else:
+                    body = json.loads(data) if data else None
                 code, reply = stub.handle(self.command, self.path, body)
                 data = json.dumps(reply).encode()
                 self.send_response(code)
