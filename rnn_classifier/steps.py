@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rnn_classifier.config import TrainConfig, field_names
-from rnn_classifier.data import CLASSES_FILE, KINDS, SPLITS, load_dataset, summarise
+from rnn_classifier.data import CLASSES_FILE, KINDS, SPLITS, DataError, load_dataset, summarise
 
 
 def contract_file_names(mixed: bool) -> list[str]:
@@ -64,7 +64,11 @@ def validate_step(data_uri: str, mixed: bool, mask_value: float, dataset, metric
     names = contract_file_names(mixed)
     with tempfile.TemporaryDirectory(prefix="rnn-validate-") as staging:
         copy_folder(data_uri, staging, names)
-        loaded = load_dataset(staging, mixed=mixed, mask_value=mask_value)
+        try:
+            loaded = load_dataset(staging, mixed=mixed, mask_value=mask_value)
+        except DataError as error:
+            # Name the file where the user keeps it, not the staging copy.
+            raise DataError(str(error).replace(staging, str(data_uri).rstrip("/"))) from None
         summary = summarise(loaded, mask_value)
         # Only validated data reaches the Dataset artifact.
         copy_folder(staging, dataset.path, names)

@@ -283,7 +283,8 @@ def test_corrupt_dataset_stops_at_validate_data(tmp_path, survey_dir, capfd):
     with pytest.raises(RuntimeError):
         run_compiled(compile_pipeline(tmp_path)["path"], root, data_uri=str(corrupt), **QUICK)
     log = capfd.readouterr()
-    assert "validation_labels.npy: row 0 is not one-hot" in log.out + log.err
+    # Named where the user keeps it, not in the step's staging copy.
+    assert f"{corrupt}/validation_labels.npy: row 0 is not one-hot" in log.out + log.err
     run_dirs = [path for path in root.iterdir() if not path.name.startswith(".")]
     assert len(run_dirs) == 1
     assert not (run_dirs[0] / "train").exists()
@@ -367,3 +368,24 @@ def test_safe_steps_retry_and_train_and_tune_are_sized(tmp_path):
         for name in executed - sized:
             assert "resources" not in executors[tasks[name]["componentRef"]["name"].replace(
                 "comp-", "exec-")]["container"]
+
+
+def test_run_local_shows_a_line_per_step_and_keeps_the_full_log(tmp_path, survey_dir, capsys):
+    from pipelines import run_local
+
+    pipeline_file = compile_pipeline(tmp_path)["path"]
+    settings = [f"--set={name}={value}" for name, value in QUICK.items()]
+    assert run_local.main(["--pipeline", str(pipeline_file), "--data-uri", str(survey_dir),
+                           "--pipeline-root", str(tmp_path / "runs"), *settings]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    for step in ("fingerprint-data", "validate-data", "tune", "train", "evaluate"):
+        assert f"  {step}: started" in shown and any(
+            line.startswith(f"  {step}: success (") for line in shown), step
+    epochs = [line for line in shown if line.startswith("    epoch ")]
+    assert len(epochs) == QUICK["epochs"]
+    assert len(shown) < 50  # kfp.local's own output is hundreds of lines
+    (log_line,) = [line for line in shown if line.startswith("full log: ")]
+    log = Path(log_line.removeprefix("full log: "))
+    assert log.name == "kfp.log" and log.parent.parent == tmp_path / "runs"
+    text = log.read_text()
+    assert "confidenceMetrics" in text and len(text.splitlines()) > 10 * len(shown)
