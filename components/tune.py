@@ -45,6 +45,8 @@ def tune(dataset: Input[Dataset], experiment: Output[Artifact], metrics: Output[
          seed: int,
          bucket_by_length: bool,
          precision: str,
+         trial_scheduling: dict = {},  # noqa: B006  (KFP reads the default; never mutated)
+         delete_experiment: bool = True,
          ) -> NamedTuple("BestHyperparameters", [
         ("learning_rate", float),
         ("rnn_units", int),
@@ -55,6 +57,10 @@ def tune(dataset: Input[Dataset], experiment: Output[Artifact], metrics: Output[
         ("rnn_type", str),
         ("loss", str)]):
     """Sweep the hyperparameters of rnn_classifier.search_space with Katib.
+
+    The Experiment's name is derived from this step's inputs, and it is
+    dry-run first (the cluster's Katib webhook checks it); a retried step
+    adopts the Experiment it created instead of launching a second sweep.
 
     On the cluster the step creates a Katib Experiment in the run's namespace
     (its trials read the dataset from its gs:// URI), waits for it and
@@ -76,6 +82,11 @@ def tune(dataset: Input[Dataset], experiment: Output[Artifact], metrics: Output[
         timeout_hours: Give up (and fail the step) after this long.
         trial_image: Image of the trial Jobs (the pipeline's image).
         trial_gpu: Each trial requests one nvidia.com/gpu.
+        trial_scheduling: Node selector, tolerations, CPU and memory of each
+            trial's pod, the train step's own (set at compile time), so trials
+            reach the same tainted GPU pool.
+        delete_experiment: Delete the Experiment (and its trials) when it has
+            ended; False keeps it for inspection with kubectl.
 
     Returns:
         The best value of every searched hyperparameter, typed as in TrainConfig.

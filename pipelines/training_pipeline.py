@@ -56,6 +56,10 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE, gpu: bool = False,
         resources: CPU, memory and deadline of the train and tune steps.
     """
     ops = build_components(image)
+    # Each Katib trial is scheduled and sized as the train step.
+    trial_scheduling = {"node_selector": dict(node_selector or {}),
+                        "tolerations": list(tolerations or []),
+                        "cpu": resources.cpu, "memory": resources.memory}
 
     def training_pipeline(
         data_uri: str,
@@ -66,6 +70,7 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE, gpu: bool = False,
         sweep_max_trials: int = DEFAULT_MAX_TRIALS,
         sweep_parallel_trials: int = DEFAULT_PARALLEL_TRIALS,
         sweep_timeout_hours: float = 6.0,
+        sweep_delete_experiment: bool = True,
         mixed: bool = DEFAULTS.mixed,
         mask_value: float = DEFAULTS.mask_value,
         scaling: str = DEFAULTS.scaling,
@@ -117,6 +122,8 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE, gpu: bool = False,
             sweep_max_trials: Maximum number of trials.
             sweep_parallel_trials: Trials run at the same time.
             sweep_timeout_hours: Fail the tune step after this long.
+            sweep_delete_experiment: Delete the Katib Experiment once it has ended
+                (False: keep it, and its trials, for inspection).
         """
         hyperparameters = {name: value for name, value in locals().items()
                            if name in field_names()}
@@ -141,7 +148,8 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE, gpu: bool = False,
                          namespace=katib_namespace, algorithm=sweep_algorithm,
                          max_trials=sweep_max_trials, parallel_trials=sweep_parallel_trials,
                          timeout_hours=sweep_timeout_hours, trial_image=image, trial_gpu=gpu,
-                         **hyperparameters)
+                         trial_scheduling=trial_scheduling,
+                         delete_experiment=sweep_delete_experiment, **hyperparameters)
         tuned.set_display_name("tune (Katib)")
         retry_if_safe(set_resources(tuned, resources), "tune")
         best = {parameter.name: tuned.outputs[parameter.name] for parameter in SEARCH_SPACE}

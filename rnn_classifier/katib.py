@@ -134,7 +134,8 @@ def build_experiment(name: str = DEFAULT_NAME, namespace: str = DEFAULT_NAMESPAC
                      max_failed_trials: int = space.DEFAULT_MAX_FAILED_TRIALS,
                      gpu: bool = True, epochs: int | None = None,
                      parameters: tuple[space.SearchParameter, ...] = space.SEARCH_SPACE,
-                     fixed: dict[str, Any] | None = None) -> dict[str, Any]:
+                     fixed: dict[str, Any] | None = None,
+                     scheduling: dict[str, Any] | None = None) -> dict[str, Any]:
     """The Katib Experiment (a plain dict, ready for YAML) of the sweep.
 
     Args:
@@ -152,6 +153,10 @@ def build_experiment(name: str = DEFAULT_NAME, namespace: str = DEFAULT_NAMESPAC
         fixed: other config fields held at these values in every trial (the
             pipeline passes its own hyperparameters, so trials train like the
             final model); searched names are ignored here.
+        scheduling: where and how big each trial's pod is, as the pipeline's
+            train step: {"node_selector": {label: value}, "tolerations":
+            [{key, operator, value, effect}], "cpu": "4", "memory": "16G"}
+            (every key optional), so trials reach the same (tainted) GPU pool.
 
     Returns:
         The manifest; `validate_experiment()` of it is empty for sound arguments.
@@ -174,9 +179,9 @@ def build_experiment(name: str = DEFAULT_NAME, namespace: str = DEFAULT_NAMESPAC
     if epochs is not None:
         command.append(f"--epochs={epochs}")
     searched = {p.name for p in parameters}
-    for name, value in (fixed or {}).items():
-        if name not in searched:
-            command.append(f"{flag_name(name)}={space.katib_value(value)}")
+    for field, value in (fixed or {}).items():
+        if field not in searched:
+            command.append(f"{flag_name(field)}={space.katib_value(value)}")
     command += [f"{flag_name(p.name)}=${{trialParameters.{p.name}}}" for p in parameters]
     container: dict[str, Any] = {
         "name": PRIMARY_CONTAINER, "image": image, "command": command,
@@ -186,15 +191,25 @@ def build_experiment(name: str = DEFAULT_NAME, namespace: str = DEFAULT_NAMESPAC
                             "capabilities": {"drop": ["ALL"]},
                             "seccompProfile": {"type": "RuntimeDefault"}},
     }
-    if gpu:
-        container["resources"] = {"limits": {"nvidia.com/gpu": 1}}
+    scheduling = scheduling or {}
+    sized = {key: scheduling[key] for key in ("cpu", "memory") if scheduling.get(key)}
+    if gpu or sized:
+        # Requests equal to limits, as on the train step.
+        limits = {**sized, **({"nvidia.com/gpu": 1} if gpu else {})}
+        container["resources"] = {"limits": limits, **({"requests": dict(sized)} if sized
+                                                       else {})}
+    pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    if scheduling.get("node_selector"):
+        pod_spec["nodeSelector"] = dict(scheduling["node_selector"])
+    if scheduling.get("tolerations"):
+        pod_spec["tolerations"] = [dict(toleration) for toleration in scheduling["tolerations"]]
     trial_spec = {
         "apiVersion": "batch/v1", "kind": "Job",
         # A failed trial fails once: Katib counts it against maxFailedTrialCount
         # instead of the Job retrying with the same parameters.
         "spec": {"backoffLimit": 0, "template": {
             "metadata": {"annotations": {"sidecar.istio.io/inject": "false"}},
-            "spec": {"restartPolicy": "Never", "containers": [container]}}},
+            "spec": pod_spec}},
     }
     objective: dict[str, Any] = {"type": space.OBJECTIVE_TYPE,
                                  "objectiveMetricName": space.OBJECTIVE_METRIC,

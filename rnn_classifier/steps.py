@@ -196,20 +196,21 @@ def tune_step(dataset_uri: str, dataset_path: str, arguments: dict[str, Any], ex
     values held fixed; the searched ones are returned as they are when
     `sweep` is off) and the sweep settings (sweep, on_cluster, namespace,
     algorithm, max_trials, parallel_trials, timeout_hours, trial_image,
-    trial_gpu).
+    trial_gpu, and optionally trial_scheduling (katib.build_experiment's
+    `scheduling`) and delete_experiment). The Experiment's name comes from
+    these inputs, so a retried step adopts the Experiment it created.
 
     Raises:
         TuningError: the Experiment failed or timed out (Katib's reason is in
             the message), or no trial succeeded.
     """
-    import uuid
-
     from rnn_classifier.katib import build_experiment, validate_experiment, write_manifest
     from rnn_classifier.search_space import DEFAULT_MAX_FAILED_TRIALS, SEARCH_SPACE
     from rnn_classifier.tuning import (
         TuningError,
         current_namespace,
         custom_objects_api,
+        experiment_name,
         run_experiment,
         typed_assignments,
     )
@@ -222,13 +223,14 @@ def tune_step(dataset_uri: str, dataset_path: str, arguments: dict[str, Any], ex
         return given
     on_cluster = arguments["on_cluster"]
     manifest = build_experiment(
-        name=f"rnn-sweep-{uuid.uuid4().hex[:8]}",
+        name=experiment_name(dataset_uri, {key: value for key, value in arguments.items()
+                                           if key != "api_server"}),
         namespace=current_namespace(arguments["namespace"]) if on_cluster else "local",
         image=arguments["trial_image"], data_uri=dataset_uri,
         algorithm=arguments["algorithm"], max_trials=arguments["max_trials"],
         parallel_trials=arguments["parallel_trials"], gpu=arguments["trial_gpu"],
         max_failed_trials=min(DEFAULT_MAX_FAILED_TRIALS, arguments["max_trials"]),
-        fixed=config.to_dict())
+        fixed=config.to_dict(), scheduling=arguments.get("trial_scheduling"))
     # Trials on the cluster read the data from Cloud Storage, so there the
     # project rules (a gs:// --data-dir among them) must hold; a local sweep
     # reads the local dataset folder instead.
@@ -241,7 +243,8 @@ def tune_step(dataset_uri: str, dataset_path: str, arguments: dict[str, Any], ex
     if on_cluster:
         best = run_experiment(manifest, manifest["metadata"]["namespace"],
                               custom_objects_api(arguments.get("api_server", "")),
-                              timeout_s=arguments["timeout_hours"] * 3600)
+                              timeout_s=arguments["timeout_hours"] * 3600,
+                              delete_when_done=arguments.get("delete_experiment", True))
         parameters, values = best["parameters"], best["metrics"]
     else:
         from rnn_classifier.sweep import parse_experiment, run_sweep

@@ -29,6 +29,21 @@ class TuningError(RuntimeError):
     """The Experiment failed, timed out, or finished without an optimal trial."""
 
 
+def experiment_name(dataset_uri: str, arguments: dict) -> str:
+    """A DNS-label name fixed by the step's inputs: the same on every retry of one step.
+
+    The dataset URI is the run's own artifact (gs://.../<run id>/validate-data/
+    dataset), so two runs never share a name, while a retried attempt of the
+    step derives the same one and adopts the Experiment instead of launching
+    a second sweep.
+    """
+    import hashlib
+    import json
+
+    key = json.dumps({"dataset": dataset_uri, **arguments}, sort_keys=True, default=str)
+    return f"rnn-sweep-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
 def current_namespace(namespace: str = "") -> str:
     """`namespace`, or the pod's own namespace when it is empty."""
     if namespace:
@@ -74,9 +89,61 @@ def typed_assignments(assignments: list[dict]) -> dict:
     return values
 
 
+def _status_code(error: Exception) -> int | None:
+    return getattr(error, "status", None)
+
+
+def create_or_adopt(manifest: dict, namespace: str, api, log: Callable[[str], None]) -> None:
+    """Create the Experiment, or adopt it when it already exists (a retried step).
+
+    A server-side dry run goes first (`dryRun=All`), so the cluster's own
+    Katib admission webhook judges the manifest before anything is created.
+    An Experiment of the same name can only come from an earlier attempt of
+    this very step (the name is derived from the step's inputs), for
+    instance one whose create reply was lost: it is adopted, not duplicated.
+    """
+    from kubernetes.client.exceptions import ApiException
+
+    name = manifest["metadata"]["name"]
+    body = {**manifest, "metadata": {**manifest["metadata"], "namespace": namespace}}
+    for dry_run in ("All", None):
+        try:
+            api.create_namespaced_custom_object(KATIB_GROUP, KATIB_VERSION, namespace,
+                                                EXPERIMENTS, body,
+                                                **({"dry_run": dry_run} if dry_run else {}))
+        except ApiException as error:
+            if _status_code(error) == 409:
+                log(f"Katib Experiment {namespace}/{name} exists already (an earlier attempt "
+                    "of this step): adopting it")
+                return
+            if dry_run:
+                raise TuningError(f"the cluster refused Katib Experiment {namespace}/{name} "
+                                  f"in a dry run: {error.status} {error.reason}: "
+                                  f"{' '.join(str(error.body or '').split())[:500]}") from error
+            raise
+    log(f"created Katib Experiment {namespace}/{name}")
+
+
+def delete_experiment(name: str, namespace: str, api, log: Callable[[str], None]) -> None:
+    """Delete the Experiment and its trials (gone already is fine)."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        api.delete_namespaced_custom_object(KATIB_GROUP, KATIB_VERSION, namespace, EXPERIMENTS,
+                                            name, propagation_policy="Foreground")
+    except ApiException as error:
+        if _status_code(error) != 404:
+            raise
+    log(f"deleted Katib Experiment {namespace}/{name}")
+
+
 def run_experiment(manifest: dict, namespace: str, api, timeout_s: float = 6 * 3600,
-                   poll_s: float | None = None, log: Callable[[str], None] = print) -> dict:
-    """Create the Experiment, wait for it, and return the optimal trial.
+                   poll_s: float | None = None, log: Callable[[str], None] = print,
+                   delete_when_done: bool = False) -> dict:
+    """Create (or adopt) the Experiment, wait for it, and return the optimal trial.
+
+    With `delete_when_done` the Experiment is deleted once it has ended,
+    succeeded, failed or timed out, so no sweep outlives its step.
 
     Returns:
         {"parameters": typed assignments, "metrics": {name: latest value},
@@ -87,10 +154,17 @@ def run_experiment(manifest: dict, namespace: str, api, timeout_s: float = 6 * 3
             fails, or the last condition seen when `timeout_s` passes.
     """
     name = manifest["metadata"]["name"]
-    body = {**manifest, "metadata": {**manifest["metadata"], "namespace": namespace}}
-    api.create_namespaced_custom_object(KATIB_GROUP, KATIB_VERSION, namespace, EXPERIMENTS,
-                                        body)
-    log(f"created Katib Experiment {namespace}/{name}")
+    create_or_adopt(manifest, namespace, api, log)
+    try:
+        return _wait(name, namespace, api, timeout_s, poll_s, log)
+    finally:
+        if delete_when_done:
+            delete_experiment(name, namespace, api, log)
+
+
+def _wait(name: str, namespace: str, api, timeout_s: float, poll_s: float | None,
+          log: Callable[[str], None]) -> dict:
+    """Poll the Experiment until it succeeds (its optimal trial), fails or times out."""
     deadline = time.monotonic() + timeout_s
     seen = None
     while True:

@@ -28,6 +28,10 @@ def _form_files(content_type: str, data: bytes) -> dict:
     return {"files": files}
 
 
+# A reply `handle` may return to drop the connection unanswered (a lost reply).
+DROP_CONNECTION = (0, None)
+
+
 class JsonStubServer:
     """Base class: subclasses implement `handle(method, path, body) -> (status, reply)`."""
 
@@ -47,6 +51,9 @@ class JsonStubServer:
                 else:
                     body = json.loads(data) if data else None
                 code, reply = stub.handle(self.command, self.path, body)
+                if (code, reply) == DROP_CONNECTION:
+                    self.close_connection = True
+                    return
                 data = json.dumps(reply).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")

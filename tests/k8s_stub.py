@@ -4,13 +4,16 @@ No Kubernetes API can run on these machines, so the `tune` step is tested
 against this recorder: it stores every request, and walks each created
 Experiment's status through a scripted list of conditions, one per GET
 (Created -> Running -> Succeeded, or -> Failed), as Katib's controller would.
+A create with `dryRun=All` is answered (409 if the name exists) but stores
+nothing, as the API server does; `lose_create_replies` drops the connection
+after storing that many creates, as a lost reply would.
 """
 
 from __future__ import annotations
 
 import re
 
-from tests.http_stub import JsonStubServer
+from tests.http_stub import DROP_CONNECTION, JsonStubServer
 
 EXPERIMENT_PATH = re.compile(
     r"^/apis/kubeflow\.org/v1beta1/namespaces/(?P<namespace>[^/]+)/experiments(?:/(?P<name>[^/]+))?$")
@@ -45,9 +48,10 @@ FAILED = [
 class KubernetesStub(JsonStubServer):
     """Records requests; serves scripted Experiment statuses."""
 
-    def __init__(self, script: list[dict]):
+    def __init__(self, script: list[dict], lose_create_replies: int = 0):
         super().__init__()
         self.script = script
+        self.lose_create_replies = lose_create_replies
         self.requests: list[dict] = []
         self.experiments: dict[tuple[str, str], dict] = {}
         self.gets: dict[tuple[str, str], int] = {}
@@ -61,8 +65,13 @@ class KubernetesStub(JsonStubServer):
         if method == "POST" and name is None:
             key = (namespace, body["metadata"]["name"])
             if key in self.experiments:
-                return 409, {"kind": "Status", "reason": "AlreadyExists"}
+                return 409, {"kind": "Status", "reason": "AlreadyExists", "code": 409}
+            if "dryRun=All" in path:
+                return 201, body
             self.experiments[key] = body
+            if self.lose_create_replies:
+                self.lose_create_replies -= 1
+                return DROP_CONNECTION
             return 201, body
         key = (namespace, name)
         if key not in self.experiments:

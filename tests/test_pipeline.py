@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 IR_TYPES = {bool: "BOOLEAN", int: "NUMBER_INTEGER", float: "NUMBER_DOUBLE", str: "STRING"}
 SWEEP_PARAMETERS = {"sweep": False, "katib_on_cluster": True, "katib_namespace": "",
                     "sweep_algorithm": DEFAULT_ALGORITHM, "sweep_max_trials": DEFAULT_MAX_TRIALS,
-                    "sweep_parallel_trials": DEFAULT_PARALLEL_TRIALS, "sweep_timeout_hours": 6.0}
+                    "sweep_parallel_trials": DEFAULT_PARALLEL_TRIALS, "sweep_timeout_hours": 6.0,
+                    "sweep_delete_experiment": True}
 QUICK = {"epochs": 3, "rnn_units": 8, "dense_units": 8, "batch_size": 128, "time_column": 0}
 
 

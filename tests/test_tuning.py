@@ -25,12 +25,14 @@ def test_creates_the_experiment_and_returns_typed_best_hyperparameters():
         lines = []
         best = run_experiment(MANIFEST, "team-astro", custom_objects_api(stub.url),
                               poll_s=0.01, log=lines.append)
-    create = stub.requests[0]
-    assert create["method"] == "POST"
+    # A server-side dry run first (the cluster's Katib webhook judges it), then the create.
+    dry_run, create = stub.requests[:2]
+    assert dry_run["method"] == create["method"] == "POST"
+    assert dry_run["path"].endswith("/experiments?dryRun=All") and dry_run["body"] == create["body"]
     assert create["path"] == "/apis/kubeflow.org/v1beta1/namespaces/team-astro/experiments"
     assert create["body"]["metadata"] == {"name": "rnn-sweep-abc", "namespace": "team-astro"}
     assert create["body"]["spec"] == MANIFEST["spec"]
-    assert [request["method"] for request in stub.requests[1:]] == ["GET"] * 3
+    assert [request["method"] for request in stub.requests[2:]] == ["GET"] * 3
     assert best["parameters"] == {"learning_rate": 0.0031, "rnn_units": 48, "rnn_type": "lstm",
                                   "loss": "wce"}
     assert isinstance(best["parameters"]["rnn_units"], int)
@@ -70,7 +72,13 @@ def test_tune_step_on_the_cluster_runs_a_valid_experiment(tmp_path, monkeypatch)
         best = tune_step("gs://bucket/runs/7/dataset", str(tmp_path / "unused"),
                          tune_arguments(api_server=stub.url), experiment, metrics)
     created = stub.requests[0]["body"]
-    assert stub.requests[0]["path"].endswith("/namespaces/team-astro/experiments")
+    assert stub.requests[0]["path"].endswith("/namespaces/team-astro/experiments?dryRun=All")
+    # Named from the step's inputs (a retry derives the same name), not "precision", the
+    # last fixed field, which a shadowed loop variable once gave every Experiment.
+    assert created["metadata"]["name"] == tuning.experiment_name(
+        "gs://bucket/runs/7/dataset", {key: value for key, value in
+                                       tune_arguments(api_server=stub.url).items()
+                                       if key != "api_server"})
     assert validate_experiment(created) == []
     assert created == load_manifest(experiment.path) | {
         "metadata": {**load_manifest(experiment.path)["metadata"], "namespace": "team-astro"}}
@@ -86,6 +94,59 @@ def test_tune_step_on_the_cluster_runs_a_valid_experiment(tmp_path, monkeypatch)
                 "learning_rate": 0.0031, "rnn_units": 48, "rnn_type": "lstm", "loss": "wce"}
     assert best == tuple(expected[p.name] for p in SEARCH_SPACE)
     assert metrics.metadata == {"best_val_macro_auc": 0.97}
+    # Done: the Experiment and its trials are deleted, so no sweep outlives the step.
+    assert stub.requests[-1]["method"] == "DELETE" and not stub.experiments
+
+
+def test_a_retry_after_a_lost_reply_adopts_the_experiment_instead_of_a_second_sweep():
+    with KubernetesStub(SUCCEEDED, lose_create_replies=1) as stub:
+        api = custom_objects_api(stub.url)
+        with pytest.raises(Exception):  # noqa: B017  the create's reply never came
+            run_experiment(MANIFEST, "team-astro", api, poll_s=0.01, log=lambda line: None)
+        assert list(stub.experiments) == [("team-astro", "rnn-sweep-abc")]  # it was created
+        lines = []
+        best = run_experiment(MANIFEST, "team-astro", api, poll_s=0.01, log=lines.append,
+                              delete_when_done=True)
+    assert best["trial"] == "rnn-sweep-abc-3"
+    assert any("adopting it" in line for line in lines)
+    stored = [request for request in stub.requests if request["method"] == "POST"
+              and "dryRun" not in request["path"]]
+    assert len(stored) == 1  # one Experiment created, never a second
+    assert not stub.experiments  # and deleted once done
+
+
+def test_the_experiment_name_is_fixed_by_the_step_inputs():
+    arguments = tune_arguments()
+    name = tuning.experiment_name("gs://b/runs/7/dataset", arguments)
+    assert name == tuning.experiment_name("gs://b/runs/7/dataset", dict(arguments))  # a retry
+    assert name != tuning.experiment_name("gs://b/runs/8/dataset", arguments)  # another run
+    assert name != tuning.experiment_name("gs://b/runs/7/dataset",
+                                          {**arguments, "max_trials": 5})
+    assert len(name) <= 63 and name.replace("-", "").isalnum() and name == name.lower()
+
+
+def test_trials_are_scheduled_and_sized_as_the_train_step(tmp_path, monkeypatch):
+    monkeypatch.setattr(tuning, "POLL_SECONDS", 0.01)
+    scheduling = {"node_selector": {"cloud.google.com/gke-accelerator": "nvidia-l4"},
+                  "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists",
+                                   "effect": "NoSchedule"}], "cpu": "4", "memory": "16G"}
+    with KubernetesStub(SUCCEEDED) as stub:
+        tune_step("gs://bucket/runs/7/dataset", str(tmp_path),
+                  tune_arguments(api_server=stub.url, trial_scheduling=scheduling,
+                                 delete_experiment=False),
+                  Artifact(name="e", uri=str(tmp_path / "e.yaml")),
+                  Metrics(name="m", uri=str(tmp_path / "m")))
+    created = stub.requests[0]["body"]
+    assert validate_experiment(created) == []
+    pod = created["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == scheduling["node_selector"]
+    assert pod["tolerations"] == scheduling["tolerations"]
+    resources = pod["containers"][0]["resources"]
+    assert resources["requests"] == {"cpu": "4", "memory": "16G"}
+    assert resources["limits"] == {"cpu": "4", "memory": "16G", "nvidia.com/gpu": 1}
+    # Kept on request (delete_experiment=False): no DELETE was sent.
+    assert "DELETE" not in {request["method"] for request in stub.requests}
+    assert list(stub.experiments)
 
 
 def test_tune_step_fails_with_katibs_reason(tmp_path, monkeypatch):
