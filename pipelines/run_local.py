@@ -90,7 +90,7 @@ def run_pipeline(pipeline_file: Path, pipeline_root: Path, arguments: dict,
 
 
 def _run_folder(pipeline_root: Path, before: set[Path]) -> Path | None:
-    """The folder kfp.local made for this run (None when every step came from the cache)."""
+    """The folder kfp.local made for this run (it makes one even when every step is cached)."""
     made = [path for path in pipeline_root.iterdir()
             if path.is_dir() and path not in before and not path.name.startswith(".")]
     return max(made, key=lambda path: path.stat().st_mtime, default=None)

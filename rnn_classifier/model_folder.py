@@ -187,10 +187,6 @@ def _refused_class(module: str | None, class_name: str, registered: str | None) 
     if module.startswith(PACKAGE + "."):
         import keras
 
-        # Importing these registers the layers and losses a model of ours may hold.
-        import rnn_classifier.layers  # noqa: F401
-        import rnn_classifier.losses  # noqa: F401
-
         if registered and registered.startswith(PACKAGE + ">") and (
                 keras.saving.get_registered_object(registered) is not None):
             return None
@@ -226,6 +222,10 @@ def check_archive(path: Path) -> None:
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as error:
         raise DataError(f"{path}: cannot be read as a zip archive ({error}); expected a "
                         "Keras .keras file") from error
+    # Importing these registers the layers and losses a model of ours may hold.
+    import rnn_classifier.layers  # noqa: F401
+    import rnn_classifier.losses  # noqa: F401
+
     found: set[tuple[str | None, str, str | None]] = set()
     _archive_classes(architecture, found)
     for module, class_name, registered in sorted(found, key=str):
