@@ -1,7 +1,7 @@
 """Quality on real data: the defaults against the original configuration and strong baselines.
 
-    make bench-quality                   # the whole suite, 3 seeds (under 2 hours on 2 cores)
-    .venv/bin/python -m benchmarks.real_data --datasets GunPoint,ArrowHead --seeds 1
+    make bench-quality                   # the whole suite, 3 seeds, one run per core
+    .venv/bin/python -m benchmarks.real_data --datasets GunPoint,ArrowHead --seeds 1 --jobs 1
     .venv/bin/python -m benchmarks.real_data --methods defaults --variant lr=learning_rate=1e-3
 
 Datasets (benchmarks/reference_sets.py): every labelled classification set
@@ -23,14 +23,17 @@ Methods, each run once per seed (mean +- sd over the seeds):
 Extra rows (--variant NAME=KEY=VALUE[,KEY=VALUE]) train the defaults with
 overrides, for measuring a change before it becomes a default.
 
-Prints one table and writes every run's figures, the suite means and the
-acceptance checks to benchmarks/real_data.json.
+Runs go to --jobs worker processes (one per core by default), each computing
+on one thread, so a run's training seconds are one core's. Prints one table
+and writes every run's figures, the suite means and the acceptance checks to
+benchmarks/real_data.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -140,6 +143,62 @@ def run_minirocket(data_dir: Path, settings: dict, seed: int) -> tuple[dict, flo
     return metrics, seconds
 
 
+def run_one(name: str, method: str, seed: int, variants: dict, work_dir: Path) -> dict:
+    """One method on one dataset with one seed: its figures, seconds and per-class recall."""
+    data_dir = prepare(name, work_dir)
+    settings = data_settings(name)
+    if method == "gradient_boosting":
+        metrics, seconds = run_gradient_boosting(data_dir, settings.get("mixed", True), seed)
+    elif method == "minirocket":
+        metrics, seconds = run_minirocket(data_dir, settings, seed)
+    else:
+        metrics, seconds = run_classifier(method_config(method, variants, name, seed), data_dir,
+                                          work_dir / "models" / name / method / str(seed))
+    return {"seed": seed, **{figure: metrics[figure] for figure in FIGURES},
+            "training_seconds": seconds,
+            "recall": {class_name: values["recall"]
+                       for class_name, values in metrics["per_class"].items()}}
+
+
+def _one_thread() -> None:
+    """Worker start: one compute thread, so parallel runs share the cores without contention."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def _run_job(job: tuple) -> tuple[str, str, dict]:
+    name, method, seed = job[:3]
+    return name, method, run_one(*job)
+
+
+def _run_all(jobs: list[tuple], processes: int):
+    """Yields (dataset, method, run) as runs finish, in `processes` worker processes.
+
+    With one process the run uses every core. Each worker computes on one
+    thread: these models are too small for two
+    threads to halve an epoch, so one run per core finishes the suite sooner,
+    and each run's training seconds are those of one core.
+    """
+    import multiprocessing
+
+    if processes <= 1:
+        for job in jobs:
+            yield _run_job(job)
+        return
+    # Spawned, not forked: TensorFlow's runtime does not survive a fork.
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(processes, initializer=_one_thread) as pool:
+        yield from pool.imap_unordered(_run_job, jobs)
+
+
+def _in_order(results: dict, methods: list[str]) -> dict:
+    """Results with each dataset's methods in the order asked for (runs finish in any order)."""
+    return {name: {method: measured[method] for method in methods if method in measured}
+            for name, measured in results.items()}
+
+
 def parse_variant(text: str) -> tuple[str, dict]:
     """NAME=KEY=VALUE[,KEY=VALUE...] into (NAME, {KEY: typed VALUE})."""
     name, _, assignments = text.partition("=")
@@ -167,6 +226,10 @@ def summarise(runs: list[dict]) -> dict:
             summary[figure] = {"mean": float(np.mean(values)),
                                "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
     return summary
+
+
+TABLE_HEADER = f"{'dataset':<34} {'method':<18} " + " ".join(
+    f"{name:>13}" for name in ("accuracy", "bal.accuracy", "macro-F1", "macro-AUC", "train s"))
 
 
 def format_row(dataset: str, method: str, summary: dict) -> str:
@@ -217,10 +280,18 @@ def acceptance(results: dict) -> dict:
                 if {"defaults", "minirocket"} <= suite.keys() else None)}
 
 
+def text_table(results: dict) -> list[str]:
+    """The printed table's lines: the header, then one row per dataset and method."""
+    return [TABLE_HEADER] + [format_row(dataset, method, measured["summary"])
+                             for dataset, methods in results.items()
+                             for method, measured in methods.items()]
+
+
 def write_results(output: Path, seeds: list[int], variants: dict, results: dict,
-                  lines: list[str], ratios: dict[str, float]) -> dict:
+                  ratios: dict[str, float]) -> dict:
     """Writes everything measured so far (a long run that dies keeps its rows); the checks."""
     checks = acceptance(results)
+    lines = text_table(results)
     output.write_text(json.dumps({
         "command": "make bench-quality", "machine": machine(), "seeds": seeds,
         "survey_counts": SURVEY_COUNTS, "variants": variants, "defaults": DEFAULTS.to_dict(),
@@ -242,6 +313,12 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path,
                         default=Path(tempfile.gettempdir()) / "rnn-real-data")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "real_data.json")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="runs in parallel, one process and one thread each "
+                             "(default: one per core)")
+    parser.add_argument("--update", action="store_true",
+                        help="keep the rows of an earlier --output that this run does not "
+                             "measure (e.g. re-measure only the defaults after a change)")
     parser.add_argument("--markdown", action="store_true",
                         help="print an earlier run's --output as a Markdown table; run nothing")
     args = parser.parse_args()
@@ -262,37 +339,33 @@ def main() -> None:
 
     results: dict[str, dict] = {}
     ratios: dict[str, float] = {}  # most frequent / rarest class in each training split
-    header = f"{'dataset':<34} {'method':<18} " + " ".join(
-        f"{name:>13}" for name in ("accuracy", "bal.accuracy", "macro-F1", "macro-AUC",
-                                   "train s"))
-    log(header)
-    lines = [header]
+    if args.update and args.output.exists():
+        earlier = json.loads(args.output.read_text())
+        results, ratios = earlier["results"], earlier["imbalance_ratios"]
+        methods_in_order = list(dict.fromkeys(
+            [*(method for measured in results.values() for method in measured), *methods]))
+    else:
+        methods_in_order = methods
     for name in datasets:
-        data_dir = prepare(name, args.work_dir)
-        ratios[name] = imbalance_ratio(data_dir)
-        settings = data_settings(name)
-        results[name] = {}
-        for method in methods:
-            runs = []
-            for seed in seeds:
-                if method == "gradient_boosting":
-                    metrics, seconds = run_gradient_boosting(
-                        data_dir, settings.get("mixed", True), seed)
-                elif method == "minirocket":
-                    metrics, seconds = run_minirocket(data_dir, settings, seed)
-                else:
-                    config = method_config(method, variants, name, seed)
-                    metrics, seconds = run_classifier(
-                        config, data_dir, args.work_dir / "models" / name / method / str(seed))
-                runs.append({"seed": seed, **{figure: metrics[figure] for figure in FIGURES},
-                             "training_seconds": seconds,
-                             "recall": {class_name: values["recall"] for class_name, values
-                                        in metrics["per_class"].items()}})
-            results[name][method] = {"runs": runs, "summary": summarise(runs)}
-            lines.append(format_row(name, method, results[name][method]["summary"]))
-            log(lines[-1])
-            write_results(args.output, seeds, variants, results, lines, ratios)
-    checks = write_results(args.output, seeds, variants, results, lines, ratios)
+        ratios[name] = imbalance_ratio(prepare(name, args.work_dir))
+        results.setdefault(name, {})
+    jobs = [(name, method, seed, variants, args.work_dir)
+            for name in datasets for method in methods for seed in seeds]
+    log(f"{len(jobs)} runs in {args.jobs} parallel process(es), one thread each")
+    log(TABLE_HEADER)
+    finished: dict[tuple[str, str], list[dict]] = {}
+    for name, method, run in _run_all(jobs, args.jobs):
+        runs = finished.setdefault((name, method), [])
+        runs.append(run)
+        if len(runs) < len(seeds):
+            continue
+        runs.sort(key=lambda one: one["seed"])
+        results[name][method] = {"runs": runs, "summary": summarise(runs),
+                                 "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        log(format_row(name, method, results[name][method]["summary"]))
+        write_results(args.output, seeds, variants, _in_order(results, methods_in_order), ratios)
+    results = _in_order(results, methods_in_order)
+    checks = write_results(args.output, seeds, variants, results, ratios)
     log("\nsuite mean macro-F1: " + ", ".join(
         f"{method} {value:.3f}" for method, value in sorted(checks["suite_mean_macro_f1"].items())))
     for miss in checks["misses_against_gradient_boosting"]:

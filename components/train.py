@@ -19,6 +19,7 @@ def train(dataset: Input[Dataset], model: Output[Model], metrics: Output[Metrics
           augmentation: bool,
           conv_dilation: int,
           curve_normalisation: bool,
+          summary_statistics: bool,
           dropout: float,
           l2: float,
           dense_units: int,

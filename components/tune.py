@@ -23,6 +23,7 @@ def tune(dataset: Input[Dataset], experiment: Output[Artifact], metrics: Output[
          augmentation: bool,
          conv_dilation: int,
          curve_normalisation: bool,
+         summary_statistics: bool,
          dropout: float,
          l2: float,
          dense_units: int,

@@ -36,7 +36,7 @@ def series_statistics(time_features: np.ndarray, mask_value: float = -99.0) -> n
         mask_value: the padding value.
 
     Returns:
-        float64 (N, 1 + 21 F).
+        float64 (N, 1 + 19 F).
     """
     time_features = np.asarray(time_features, dtype=np.float64)
     real = ~np.all(time_features == mask_value, axis=2)

@@ -127,10 +127,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_preset_flag(train)
     add_config_flags(train)
 
-    evaluate = command("evaluate", "metrics, figures and report.html")
+    evaluate = command("evaluate", "metrics, figures and report.html, of one model or a grid")
     evaluate.add_argument("--data-dir", required=True, help="folder or gs://BUCKET/PATH")
-    evaluate.add_argument("--model-dir", required=True, help="folder or gs://BUCKET/PATH")
-    evaluate.add_argument("--output-dir", help="default: MODEL_DIR/evaluation")
+    evaluate.add_argument("--model-dir", required=True,
+                          help="a model folder, or a grid folder (one sub-folder per model, as "
+                          "grid writes): every model is evaluated and compared in "
+                          "experiment_results.csv and comparison.html; folder or gs://BUCKET/PATH")
+    evaluate.add_argument("--output-dir",
+                          help="default: MODEL_DIR/evaluation; for a grid folder, each model's "
+                          "MODEL/evaluation and the comparison in the grid folder (given: "
+                          "OUTPUT_DIR/MODEL and OUTPUT_DIR)")
+    evaluate.add_argument("--label", action="append", dest="labels", metavar="NAME",
+                          help="a class name, in label order; repeat it for each class "
+                          "(default: the model's classes.txt)")
 
     predict = command("predict", "class probabilities as CSV")
     predict.add_argument("--model-dir", required=True, help="folder or gs://BUCKET/PATH")
@@ -254,14 +263,48 @@ def run_train(args) -> None:
 
 
 def run_evaluate(args) -> None:
+    from rnn_classifier.grid_evaluation import folder_kind, gcs_download_names
+    from rnn_classifier.storage import is_gcs, list_files, local_input
+
+    # A gs:// grid folder's models are one level down, which a plain download skips.
+    names = gcs_download_names(list_files(args.model_dir)) if is_gcs(args.model_dir) else None
+    with local_input(args.model_dir, names, recursive=names is not None) as model_dir:
+        if folder_kind(model_dir) == "grid":
+            _evaluate_grid(args, model_dir)
+        else:
+            _evaluate_model(args, model_dir)
+
+
+def _evaluate_grid(args, grid_dir: Path) -> None:
+    """Every model of a grid folder; exit status 2 (after writing the others) if any failed."""
+    from rnn_classifier.grid_evaluation import COMPARISON_FILE, RESULTS_FILE, evaluate_grid
+    from rnn_classifier.storage import join_uri, local_input, local_output
+
+    output_uri = args.output_dir or args.model_dir
+    with local_input(args.data_dir, _data_files(("validation", "test"))) as data_dir, \
+            local_output(output_uri) as output_dir:
+        outcome = evaluate_grid(grid_dir, data_dir, output_dir,
+                                model_subfolder="" if args.output_dir else "evaluation",
+                                labels=args.labels, grid_name=args.model_dir)
+    results_uri = join_uri(output_uri, RESULTS_FILE)
+    print(f"results: {results_uri}")
+    print(f"comparison: {join_uri(output_uri, COMPARISON_FILE)}")
+    if outcome.failed:
+        # Raised only now, so that the other models' evaluations are kept (and uploaded).
+        raise DataError(f"{len(outcome.failed)} of {len(outcome.results)} models in "
+                        f"{args.model_dir} could not be evaluated "
+                        f"({', '.join(result.name for result in outcome.failed)}); "
+                        f"the reasons are in {results_uri}")
+
+
+def _evaluate_model(args, model_dir: Path) -> None:
     from rnn_classifier.evaluate import evaluate_model
     from rnn_classifier.storage import join_uri, local_input, local_output
 
     output_uri = args.output_dir or join_uri(args.model_dir, "evaluation")
-    with local_input(args.model_dir) as model_dir, \
-            local_input(args.data_dir, _data_files(("validation", "test"))) as data_dir, \
+    with local_input(args.data_dir, _data_files(("validation", "test"))) as data_dir, \
             local_output(output_uri) as output_dir:
-        metrics = evaluate_model(model_dir, data_dir, output_dir)
+        metrics = evaluate_model(model_dir, data_dir, output_dir, labels=args.labels)
     for split in ("validation", "test"):
         figures = metrics[split]
         print(f"{split:>10}: accuracy={figures['accuracy']:.4f} "

@@ -108,6 +108,10 @@ class TrainConfig:
         True, "also give the model each curve standardised over its own observations, with "
         "its per-feature mean, log spread and log observation count (brightness-independent "
         "shapes)")
+    summary_statistics: bool = _field(
+        True, "also give the model each curve's order-free summary statistics (quantiles, "
+        "skewness, trend, autocorrelation and more: what a tree ensemble on light-curve "
+        "features would see)")
     dropout: float = _field(0.2, "dropout after each recurrent and the hidden dense layer",
                             minimum=0.0, maximum=0.9)
     l2: float = _field(1e-4, "L2 regularisation on every kernel", minimum=0.0)
@@ -254,7 +258,8 @@ class TrainConfig:
 PRESETS = {
     "original": {
         "rnn_layers": 2, "rnn_units": 32, "pooling": "last", "max_rnn_steps": 0,
-        "conv_filters": 0, "curve_normalisation": False, "loss": "focal", "gamma": 2.0,
+        "conv_filters": 0, "curve_normalisation": False, "summary_statistics": False,
+        "loss": "focal", "gamma": 2.0,
         "class_weighting": "balanced", "label_smoothing": 0.0, "calibration": "none",
         "lr_schedule": "constant", "ema_momentum": 0.0, "min_steps_per_epoch": 1,
         "batch_size": 32, "learning_rate": 1e-4, "epochs": 50, "patience": 50,

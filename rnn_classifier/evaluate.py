@@ -1168,6 +1168,7 @@ def evaluate_model(
     data_dir: str | Path,
     output_dir: str | Path,
     progress: Callable[[str], None] | None = None,
+    labels: Sequence[str] | None = None,
 ) -> dict:
     """Evaluates a trained model folder on the validation and test splits.
 
@@ -1181,18 +1182,23 @@ def evaluate_model(
         data_dir: The data folder (only the validation and test files are read).
         output_dir: Where the evaluation goes.
         progress: Receives one line per stage (default: print).
+        labels: Class names in label order, in place of the model's
+            ``classes.txt`` (the CLI's ``--label``); one per class.
 
     Returns:
         The metrics dict, as in ``metrics.json``.
 
     Raises:
-        DataError: The model folder or the data is invalid or they disagree.
+        DataError: The model folder or the data is invalid or they disagree,
+            or ``labels`` does not name each class once.
     """
     from rnn_classifier.data import DataError, load_dataset
+    from rnn_classifier.model_folder import override_class_names
     from rnn_classifier.predict import load_trained_model
 
     progress = progress or (lambda line: print(line, flush=True))
     trained = load_trained_model(model_dir)
+    class_names = override_class_names(trained.class_names, labels, Path(model_dir))
     config = trained.config
     dataset = load_dataset(data_dir, mixed=config.mixed, mask_value=config.mask_value,
                            splits=("validation", "test"))
@@ -1207,9 +1213,9 @@ def evaluate_model(
     test = dataset["test"]
     progress("measuring AUC against number of observations on the test split")
     curve = auc_vs_observations(trained.predict_proba, test.time_features,
-                                test.contextual_features, test.labels, trained.class_names,
+                                test.contextual_features, test.labels, class_names,
                                 mask_value=config.mask_value)
-    metrics = evaluate_predictions(output_dir, predictions, trained.class_names, curve,
+    metrics = evaluate_predictions(output_dir, predictions, class_names, curve,
                                    config=config.to_dict(),
                                    title=f"rnn-classifier evaluation: {Path(model_dir).name}")
     progress(f"wrote {Path(output_dir) / 'metrics.json'} and report.html")

@@ -4,7 +4,8 @@
         -> recurrent branch: GRU/LSTM layers (on windows of averaged steps for
            long sequences), pooled over every real step (or the last state)
         -> convolutional branch: Conv1D blocks (FCN, as in LSTM-FCN), pooled
-    [recurrent, convolutional, per-curve statistics, contextual features]
+    time features -> order-free summary statistics (optional) -> batch norm
+    [recurrent, convolutional, per-curve and summary statistics, contextual features]
         -> a hidden dense layer -> softmax
 
 The original project's architecture (`--preset original`) is the recurrent
@@ -36,6 +37,7 @@ from rnn_classifier.layers import (
     MaskedPooling,
     PaddingMask,
     PriorShift,
+    SeriesStatistics,
 )
 
 TIME_INPUT = "time_features"
@@ -124,6 +126,11 @@ def build_model(config: TrainConfig, n_time_features: int, n_context_features: i
         branches.append(_convolutional_branch(config, sequence, real, policy))
     if config.curve_normalisation:
         branches.append(statistics)
+    if config.summary_statistics:
+        summary = SeriesStatistics(name="summary_statistics")(curves, real)
+        # Their scales differ by feature (a count, a position in [0, 1], a kurtosis).
+        branches.append(keras.layers.BatchNormalization(
+            momentum=BATCH_NORM_MOMENTUM, name="summary_batch_norm", dtype=policy)(summary))
 
     if config.mixed:
         context_input = keras.Input(shape=(n_context_features,), name=CONTEXT_INPUT)

@@ -17,6 +17,7 @@ import json
 import math
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,29 @@ def read_class_names(path: Path) -> list[str]:
     if duplicates:
         raise DataError(f"{path}: class name(s) {duplicates} repeated; expected distinct names")
     return names
+
+
+def override_class_names(class_names: list[str], labels: Sequence[str] | None,
+                         model_dir: Path) -> list[str]:
+    """`labels` (the CLI's `--label NAME`s) in place of classes.txt's names, else those names.
+
+    Raises:
+        DataError: `labels` is not one distinct, non-empty name per class.
+    """
+    if labels is None:
+        return class_names
+    labels = [label.strip() for label in labels]
+    if len(labels) != len(class_names):
+        names = "name" if len(labels) == 1 else "names"
+        raise DataError(f"--label was given {len(labels)} {names} but the model in {model_dir} "
+                        f"has {len(class_names)} classes ({CLASSES_FILE}: "
+                        f"{', '.join(class_names)}); give one --label per class, in label order")
+    if not all(labels):
+        raise DataError("--label was given an empty name; expected one non-empty name per class")
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise DataError(f"--label was given {repeated} more than once; expected distinct names")
+    return labels
 
 
 def _archive_classes(node: Any, found: set[tuple[str | None, str, str | None]]) -> None:

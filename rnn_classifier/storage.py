@@ -758,13 +758,15 @@ def copy_folder(source: str | Path, destination: str | Path,
 # --------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def local_input(uri: str | Path, names: Sequence[str] | None = None) -> Iterator[Path]:
+def local_input(uri: str | Path, names: Sequence[str] | None = None,
+                recursive: bool = False) -> Iterator[Path]:
     """A local path holding what `uri` holds: the path itself, or a temporary download.
 
     A gs:// object is downloaded as a file; otherwise the folder's files
-    (only those directly inside, and only `names` if given) are downloaded
-    into a folder named like the URI's last component. A DataError raised
-    inside the block names the URI rather than the temporary copy.
+    (only those directly inside unless `recursive`, and only `names` if
+    given) are downloaded into a folder named like the URI's last component.
+    A DataError raised inside the block names the URI rather than the
+    temporary copy.
 
     Raises:
         StorageNotFound: nothing at `uri`.
@@ -779,7 +781,7 @@ def local_input(uri: str | Path, names: Sequence[str] | None = None) -> Iterator
         if name and _get_blob(uri) is not None:
             download_file(uri, target)
         else:
-            download_folder(uri, target, names)
+            download_folder(uri, target, names, recursive=recursive)
         try:
             yield target
         except DataError as error:

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from rnn_classifier.baselines import series_statistics
 from rnn_classifier.calibration import shifted_logits, softmax
 from rnn_classifier.layers import (
     STD_EPSILON,
@@ -12,6 +13,7 @@ from rnn_classifier.layers import (
     MaskedPooling,
     PaddingMask,
     PriorShift,
+    SeriesStatistics,
 )
 
 MASK = -99.0
@@ -117,3 +119,26 @@ def test_augmentation_keeps_a_window_of_each_curve_and_is_off_at_inference():
 def test_config_round_trips(layer):
     clone = type(layer).from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
+
+
+def _summary(batch: np.ndarray) -> np.ndarray:
+    return np.asarray(SeriesStatistics()(batch, np.asarray(PaddingMask(MASK)(batch))))
+
+
+def test_series_statistics_are_the_gradient_boosting_features_squashed():
+    rng = np.random.default_rng(3)
+    curves = [rng.normal(size=(length, 3)) * rng.uniform(0.1, 5.0) for length in (12, 7, 2, 1)]
+    curves[1][:, 1] = 2.0  # a constant feature: no spread, skewness or autocorrelation
+    batch = padded(curves, 12)
+    expected = series_statistics(batch, MASK)
+    np.testing.assert_allclose(_summary(batch), np.sign(expected) * np.log1p(np.abs(expected)),
+                               rtol=1e-3, atol=1e-4)
+    assert _summary(batch).shape == (4, 1 + SeriesStatistics.PER_FEATURE * 3)
+
+
+def test_series_statistics_ignore_padding_and_stay_finite_on_extreme_curves():
+    rng = np.random.default_rng(4)
+    curves = [rng.normal(size=(9, 2)), 1e6 * rng.standard_cauchy(size=(4, 2))]
+    short, long = _summary(padded(curves, 9)), _summary(padded(curves, 40))
+    np.testing.assert_allclose(short, long, rtol=1e-5, atol=1e-5)
+    assert np.isfinite(long).all() and np.abs(long).max() < 40

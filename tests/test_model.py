@@ -18,6 +18,7 @@ VARIANTS = {
     "no curve normalisation": {"curve_normalisation": False},
     "no convolutional branch": {"conv_filters": 0},
     "context branch": {"context_units": 3},
+    "no summary statistics": {"summary_statistics": False},
 }
 
 
@@ -43,7 +44,7 @@ def test_original_preset_is_the_original_architecture():
     assert model.get_layer("probabilities").activation.__name__ == "softmax"
 
 
-def test_default_has_pooled_recurrent_and_convolutional_branches_and_curve_statistics():
+def test_default_has_recurrent_and_convolutional_branches_and_both_kinds_of_statistics():
     model = build_model(DEFAULTS, 3, 2, 3)
     types = layer_types(model)
     assert types.count("MaskedConvBlock") == DEFAULTS.conv_layers
@@ -53,8 +54,11 @@ def test_default_has_pooled_recurrent_and_convolutional_branches_and_curve_stati
     concatenated = model.get_layer("concatenate").input
     widths = sorted(tensor.shape[-1] for tensor in concatenated)
     # recurrent mean+max (2 units), conv mean+max (2 filters), 2 statistics per
-    # feature + the observation count, and the 2 contextual features.
-    assert widths == sorted([2 * DEFAULTS.rnn_units, 2 * DEFAULTS.conv_filters, 2 * 3 + 1, 2])
+    # feature + the observation count, the summary statistics (19 per feature + the
+    # count) and the 2 contextual features.
+    assert widths == sorted([2 * DEFAULTS.rnn_units, 2 * DEFAULTS.conv_filters, 2 * 3 + 1,
+                             19 * 3 + 1, 2])
+    assert types.count("SeriesStatistics") == 1
 
 
 @pytest.mark.parametrize("overrides, expected", [
