@@ -351,7 +351,8 @@ def main() -> None:
         results.setdefault(name, {})
     jobs = [(name, method, seed, variants, args.work_dir)
             for name in datasets for method in methods for seed in seeds]
-    log(f"{len(jobs)} runs in {args.jobs} parallel process(es), one thread each")
+    log(f"{len(jobs)} runs, " + (f"{args.jobs} at a time, one thread each" if args.jobs > 1
+                                 else "one at a time"))
     log(TABLE_HEADER)
     finished: dict[tuple[str, str], list[dict]] = {}
     for name, method, run in _run_all(jobs, args.jobs):
