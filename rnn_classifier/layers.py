@@ -192,18 +192,19 @@ class SeriesStatistics(keras.layers.Layer):
         skewness = defined * ops.sum(centred**3, axis=1) / safe_count / spread**3
         kurtosis = defined * (ops.sum(centred**4, axis=1) / safe_count / spread**4 - 3.0)
 
+        # Padded steps filled so that they never win a minimum (low) or maximum (high).
         big = ops.cast(3e38, "float32")
         is_real = ops.expand_dims(real, -1)
-        ordered = ops.sort(ops.where(is_real, values, big), axis=1)
+        filled_low = ops.where(is_real, values, big)
+        filled_high = ops.where(is_real, values, -big)
+        ordered = ops.sort(filled_low, axis=1)
         quantiles = [self._quantile(ordered, count, q) for q in QUANTILES]
         last_index = ops.cast(ops.maximum(count - 1.0, 0.0), "int32")  # (B, 1)
         first = values[:, 0]
         last = ops.take_along_axis(values, ops.expand_dims(last_index, -1), axis=1)[:, 0]
         span = ops.maximum(count - 1.0, 1.0)
-        position_min = ops.cast(ops.argmin(ops.where(is_real, values, big), axis=1),
-                                "float32") / span
-        position_max = ops.cast(ops.argmax(ops.where(is_real, values, -big), axis=1),
-                                "float32") / span
+        position_min = ops.cast(ops.argmin(filled_low, axis=1), "float32") / span
+        position_max = ops.cast(ops.argmax(filled_high, axis=1), "float32") / span
 
         steps = ops.cast(ops.arange(ops.shape(values)[1]), "float32")[None, :, None]
         step_centred = (steps - ops.expand_dims((count - 1.0) / 2.0, 1)) * weights
@@ -222,7 +223,7 @@ class SeriesStatistics(keras.layers.Layer):
                                      / pair_count / spread**2)
 
         present = ops.cast(count > 0, "float32")
-        minimum, maximum = ordered[:, 0], ops.max(ops.where(is_real, values, -big), axis=1)
+        minimum, maximum = ordered[:, 0], ops.max(filled_high, axis=1)
         columns = [mean, std, minimum, maximum, *quantiles, skewness, kurtosis, first, last,
                    position_min, position_max, trend, difference_mean, difference_std,
                    autocorrelation]
