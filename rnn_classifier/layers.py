@@ -24,6 +24,9 @@ from rnn_classifier.baselines import QUANTILES
 BATCH_NORM_MOMENTUM = 0.9
 # Added to a per-curve standard deviation before dividing or taking its log.
 STD_EPSILON = 1e-3
+# PiecewiseLinearEncoding's first and last bins are open: a value beyond the training range
+# extrapolates linearly, up to this many bin widths (within float16's range).
+_OPEN = 6e4
 PACKAGE = "rnn_classifier"
 
 
@@ -382,6 +385,75 @@ class AttentionPooling(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "units": self.units}
+
+
+def quantile_bin_edges(values, n_bins: int) -> list[list[float]]:
+    """Per column of (N, M) `values`: the distinct edges of `n_bins` equal-count bins.
+
+    A value that fills several quantiles (a sentinel, a common exact value)
+    collapses their edges into one edge of its own, so every bin above it
+    holds values of the rest. A constant
+    column gets one bin of width 1 around its value.
+    """
+    import numpy as np
+
+    values = np.asarray(values, dtype=np.float64)
+    edges = []
+    for column in values.T:
+        distinct = np.unique(np.quantile(column, np.linspace(0.0, 1.0, n_bins + 1)))
+        if distinct.size < 2:
+            distinct = np.array([distinct[0] - 0.5, distinct[0] + 0.5])
+        edges.append([float(edge) for edge in distinct])
+    return edges
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PiecewiseLinearEncoding(keras.layers.Layer):
+    """(B, M) numbers -> (B, M * n_bins): each one's piecewise-linear encoding (Gorishniy et al.).
+
+    Column j with edges e_0 < ... < e_k becomes k values, bin t holding
+    clip((x - e_t) / (e_t+1 - e_t), 0, 1): 1 for bins below x, the fraction
+    of x's own bin, 0 above. The first bin is open below and the last open
+    above, so values outside the training range extrapolate linearly.
+    Columns with fewer bins are padded with zeros to n_bins. A dense layer
+    after it can threshold each feature where a tree would split, which a
+    dense layer on the raw value finds hard: one weight per bin, where the
+    raw value needs a sharp bump made of several ReLUs.
+    """
+
+    def __init__(self, edges, **kwargs):
+        super().__init__(**kwargs)
+        self.edges = [[float(edge) for edge in column] for column in edges]
+        if not self.edges or any(len(column) < 2 for column in self.edges):
+            raise ValueError("PiecewiseLinearEncoding needs at least two edges per column")
+        self.n_bins = max(len(column) - 1 for column in self.edges)
+        lower, width, floor, ceiling = [], [], [], []
+        for column in self.edges:
+            bins = len(column) - 1
+            padding = [0.0] * (self.n_bins - bins)
+            lower.append(column[:-1] + padding)
+            width.append([max(high - low, 1e-12)
+                          for low, high in zip(column[:-1], column[1:], strict=True)]
+                         + [1.0] * len(padding))
+            # Bins past a column's own are pinned to 0 by floor = ceiling = 0.
+            floor.append([-_OPEN] + [0.0] * (bins - 1) + padding)
+            ceiling.append([1.0] * (bins - 1) + [_OPEN] + padding)
+        self._lower, self._width = lower, width
+        self._floor, self._ceiling = floor, ceiling
+
+    def call(self, inputs):
+        dtype = inputs.dtype
+        fraction = (ops.expand_dims(inputs, -1) - ops.convert_to_tensor(self._lower, dtype)) / (
+            ops.convert_to_tensor(self._width, dtype))
+        encoded = ops.minimum(ops.maximum(fraction, ops.convert_to_tensor(self._floor, dtype)),
+                              ops.convert_to_tensor(self._ceiling, dtype))
+        return ops.reshape(encoded, (-1, len(self.edges) * self.n_bins))
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor((inputs.shape[0], len(self.edges) * self.n_bins), inputs.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "edges": self.edges}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

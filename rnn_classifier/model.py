@@ -5,6 +5,7 @@
            long sequences), pooled over every real step (or the last state)
         -> convolutional branch: Conv1D blocks (FCN, as in LSTM-FCN), pooled
     time features -> order-free summary statistics (optional) -> batch norm
+    contextual features -> piecewise-linear encoding over quantile bins (optional)
     [recurrent, convolutional, per-curve and summary statistics, contextual features]
         -> a hidden dense layer -> softmax
 
@@ -23,6 +24,7 @@ compute.
 from __future__ import annotations
 
 import math
+import statistics
 
 import keras
 
@@ -36,6 +38,7 @@ from rnn_classifier.layers import (
     MaskedDownsample,
     MaskedPooling,
     PaddingMask,
+    PiecewiseLinearEncoding,
     PriorShift,
     SeriesStatistics,
 )
@@ -87,8 +90,20 @@ def _convolutional_branch(config: TrainConfig, sequence, real, policy):
     return MaskedPooling(name="conv_pooling", dtype=policy)(hidden, real)
 
 
+def standard_normal_bin_edges(n_features: int, n_bins: int) -> list[list[float]]:
+    """Quantile bin edges of a standard normal (1st to 99th percentile) for each feature.
+
+    Scaled contextual features are roughly standard normal, so these stand in
+    for the training split's own quantiles when a model is built without data.
+    """
+    normal = statistics.NormalDist()
+    column = [normal.inv_cdf(0.01 + 0.98 * index / n_bins) for index in range(n_bins + 1)]
+    return [column] * n_features
+
+
 def build_model(config: TrainConfig, n_time_features: int, n_context_features: int,
-                n_classes: int, max_steps: int | None = None) -> keras.Model:
+                n_classes: int, max_steps: int | None = None,
+                context_edges: list[list[float]] | None = None) -> keras.Model:
     """Build (uncompiled) the classifier described by `config`.
 
     Args:
@@ -100,6 +115,9 @@ def build_model(config: TrainConfig, n_time_features: int, n_context_features: i
         n_classes: K, width of the softmax.
         max_steps: T of the training data; sets how many steps the recurrent
             branch averages into one (`max_rnn_steps`); None: one.
+        context_edges: per contextual feature, the edges of its quantile bins
+            on the scaled training split (layers.quantile_bin_edges with
+            `context_bins`); None: those of a standard normal.
 
     Returns:
         A keras.Model taking {"time_features": (None, T, F)} and, when mixed,
@@ -114,7 +132,7 @@ def build_model(config: TrainConfig, n_time_features: int, n_context_features: i
     time_input = keras.Input(shape=(None, n_time_features), name=TIME_INPUT)
     inputs = [time_input]
     curves = time_input
-    if config.augmentation:
+    if config.augments():
         curves = CurveAugmentation(config.mask_value, *AUGMENTATION, seed=config.seed,
                                    name="augmentation")(curves)
     real = PaddingMask(config.mask_value, name="padding_mask")(curves)
@@ -136,6 +154,11 @@ def build_model(config: TrainConfig, n_time_features: int, n_context_features: i
         context_input = keras.Input(shape=(n_context_features,), name=CONTEXT_INPUT)
         inputs.append(context_input)
         context = context_input
+        if config.context_bins > 0 and n_context_features > 0:
+            context = PiecewiseLinearEncoding(
+                context_edges or standard_normal_bin_edges(n_context_features,
+                                                           config.context_bins),
+                name="context_encoding", dtype=policy)(context)
         if config.context_units > 0:
             context = keras.layers.Dense(config.context_units, activation="relu",
                                          kernel_regularizer=regulariser,

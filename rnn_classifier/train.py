@@ -355,7 +355,8 @@ def _learning_rate(config: TrainConfig, steps_per_epoch: int):
         warmup_target=config.learning_rate, warmup_steps=warmup)
 
 
-def _new_model(config: TrainConfig, dataset: Dataset, loss, steps_per_epoch: int):
+def _new_model(config: TrainConfig, dataset: Dataset, loss, steps_per_epoch: int,
+               context_edges: list[list[float]] | None):
     """The model of `config`, compiled with its optimiser and `loss`."""
     import keras
 
@@ -365,7 +366,8 @@ def _new_model(config: TrainConfig, dataset: Dataset, loss, steps_per_epoch: int
     model = build_model(config, train_split.time_features.shape[2],
                         0 if train_split.contextual_features is None
                         else train_split.contextual_features.shape[1],
-                        dataset.n_classes, max_steps=train_split.time_features.shape[1])
+                        dataset.n_classes, max_steps=train_split.time_features.shape[1],
+                        context_edges=context_edges)
     optimizer = keras.optimizers.Adam(_learning_rate(config, steps_per_epoch),
                                       use_ema=config.ema_momentum > 0,
                                       ema_momentum=config.ema_momentum or 0.99)
@@ -408,7 +410,9 @@ def train(config: TrainConfig, data_dir: str | Path, output_dir: str | Path,
 
     import keras
 
+    from rnn_classifier.layers import quantile_bin_edges
     from rnn_classifier.losses import class_weights, log_prior, make_loss
+    from rnn_classifier.model import CONTEXT_INPUT
 
     train_split, validation_split = dataset["train"], dataset["validation"]
     train_inputs = prepare_arrays(train_split, scaler)
@@ -427,7 +431,11 @@ def train(config: TrainConfig, data_dir: str | Path, output_dir: str | Path,
     keras.utils.set_random_seed(config.seed + (state["epoch"] if state else 0))
     if state is None:
         loss = make_loss(config.loss, weights, config.gamma, prior, config.label_smoothing)
-        model = _new_model(config, dataset, loss, repeats * -(-n_train // batch_size))
+        context = train_inputs.get(CONTEXT_INPUT)
+        context_edges = (quantile_bin_edges(context, config.context_bins)
+                         if context is not None and config.context_bins > 0 else None)
+        model = _new_model(config, dataset, loss, repeats * -(-n_train // batch_size),
+                           context_edges)
         state = {"config": config.to_dict(), "epoch": 0, "top_value": None, "top_loss": None,
                  "top_epoch": 0, "best_epoch": 0, "wait": 0, "stopped_early": False,
                  "history": []}

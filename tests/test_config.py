@@ -88,6 +88,22 @@ def test_an_explicit_batch_size_is_kept():
         DEFAULTS.replace(batch_size=-1)
 
 
+@pytest.mark.parametrize("augmentation, time_column, augments", [
+    ("auto", 0, True), ("auto", -1, False), ("on", -1, True), ("off", 2, False)])
+def test_automatic_augmentation_is_for_light_curves_with_a_time_column(augmentation, time_column,
+                                                                       augments):
+    config = DEFAULTS.replace(augmentation=augmentation, time_column=time_column)
+    assert config.augments() is augments
+    with pytest.raises(ConfigError, match="augmentation"):
+        DEFAULTS.replace(augmentation="yes")
+
+
+def test_a_boolean_augmentation_from_an_earlier_version_still_loads(tmp_path):
+    for written, expected in ((True, "on"), (False, "off")):
+        (tmp_path / "config.json").write_text(f'{{"augmentation": {str(written).lower()}}}')
+        assert TrainConfig.load(tmp_path / "config.json").augmentation == expected
+
+
 def test_original_preset_is_the_original_model_and_training():
     original = preset("original")
     assert (original.pooling, original.conv_filters, original.curve_normalisation) == (
@@ -95,6 +111,9 @@ def test_original_preset_is_the_original_model_and_training():
     assert (original.loss, original.gamma, original.class_weighting) == ("focal", 2.0,
                                                                         "balanced")
     assert (original.batch_size, original.learning_rate, original.epochs) == (32, 1e-4, 50)
+    # Nothing the original did not have: its contextual features unencoded, no augmentation.
+    assert original.context_bins == 0
+    assert not original.replace(time_column=0).augments()
     # No early stopping: patience as long as the run.
     assert original.patience == original.epochs
     assert set(PRESETS["original"]) <= set(field_names())

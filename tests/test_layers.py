@@ -12,8 +12,10 @@ from rnn_classifier.layers import (
     MaskedDownsample,
     MaskedPooling,
     PaddingMask,
+    PiecewiseLinearEncoding,
     PriorShift,
     SeriesStatistics,
+    quantile_bin_edges,
 )
 
 MASK = -99.0
@@ -115,7 +117,8 @@ def test_augmentation_keeps_a_window_of_each_curve_and_is_off_at_inference():
 
 @pytest.mark.parametrize("layer", [PaddingMask(MASK), CurveNormalisation(), MaskedPooling(),
                                    MaskedDownsample(2), PriorShift([0.0, -1.0], 0.5, 2.0),
-                                   CurveAugmentation(MASK, 0.8, 0.1, 0.05, seed=4)])
+                                   CurveAugmentation(MASK, 0.8, 0.1, 0.05, seed=4),
+                                   PiecewiseLinearEncoding([[0.0, 1.0, 3.0], [-1.0, 2.0]])])
 def test_config_round_trips(layer):
     clone = type(layer).from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
@@ -142,3 +145,45 @@ def test_series_statistics_ignore_padding_and_stay_finite_on_extreme_curves():
     short, long = _summary(padded(curves, 9)), _summary(padded(curves, 40))
     np.testing.assert_allclose(short, long, rtol=1e-5, atol=1e-5)
     assert np.isfinite(long).all() and np.abs(long).max() < 40
+
+
+def _piecewise_linear(value: float, edges: list[float]) -> list[float]:
+    """The encoding of one value, bin by bin, as Gorishniy et al. define it."""
+    encoded = []
+    for index, (low, high) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        fraction = (value - low) / (high - low)
+        if index > 0:
+            fraction = max(fraction, 0.0)
+        if index < len(edges) - 2:
+            fraction = min(fraction, 1.0)
+        encoded.append(fraction)
+    return encoded
+
+
+def test_piecewise_linear_encoding_matches_its_definition_with_open_ends():
+    edges = [[0.0, 1.0, 3.0, 7.0], [-1.0, 2.0]]
+    values = np.array([[-2.0, -1.0], [0.5, 0.5], [2.0, 2.0], [3.0, 5.0], [9.0, -4.0]],
+                      np.float32)
+    encoded = np.asarray(PiecewiseLinearEncoding(edges)(values))
+    assert encoded.shape == (5, 2 * 3)
+    for row, (first, second) in enumerate(values):
+        # The second feature has one bin, open at both ends; its other two columns stay 0.
+        expected = _piecewise_linear(first, edges[0]) + _piecewise_linear(second, edges[1]) + [
+            0.0, 0.0]
+        np.testing.assert_allclose(encoded[row], expected, rtol=1e-6, atol=1e-6)
+
+
+def test_quantile_edges_give_a_sentinel_its_own_edge():
+    rng = np.random.default_rng(5)
+    # 35% of the sources have no host (-1); the others a separation of 0-20 arcsec.
+    separation = np.concatenate([np.full(350, -1.0), rng.uniform(0.0, 20.0, 650)])
+    constant = np.full(1000, 3.0)
+    edges = quantile_bin_edges(np.stack([separation, constant], axis=1), 10)
+    # The three equal-count bins that fall wholly on the sentinel collapse into its edge.
+    assert edges[0][0] == -1.0 and edges[0][1] > 0.0 and len(edges[0]) == 1 + 10 - 3
+    assert edges[1] == [2.5, 3.5]
+    encoded = np.asarray(PiecewiseLinearEncoding(edges)(
+        np.array([[-1.0, 3.0], [0.3, 3.0]], np.float32)))
+    # The sentinel and a real separation just above it differ by most of a bin, not by
+    # the sliver of the feature's range that separates their values.
+    assert encoded[0, 0] == 0.0 and encoded[1, 0] > 0.5

@@ -18,7 +18,9 @@ VARIANTS = {
     "no curve normalisation": {"curve_normalisation": False},
     "no convolutional branch": {"conv_filters": 0},
     "context branch": {"context_units": 3},
+    "contextual features unencoded": {"context_bins": 0},
     "no summary statistics": {"summary_statistics": False},
+    "light curves with a time column (augmented)": {"time_column": 0},
 }
 
 
@@ -55,9 +57,9 @@ def test_default_has_recurrent_and_convolutional_branches_and_both_kinds_of_stat
     widths = sorted(tensor.shape[-1] for tensor in concatenated)
     # recurrent mean+max (2 units), conv mean+max (2 filters), 2 statistics per
     # feature + the observation count, the summary statistics (19 per feature + the
-    # count) and the 2 contextual features.
+    # count) and the 2 contextual features, each encoded over its quantile bins.
     assert widths == sorted([2 * DEFAULTS.rnn_units, 2 * DEFAULTS.conv_filters, 2 * 3 + 1,
-                             19 * 3 + 1, 2])
+                             19 * 3 + 1, 2 * DEFAULTS.context_bins])
     assert types.count("SeriesStatistics") == 1
 
 
@@ -68,6 +70,26 @@ def test_default_has_recurrent_and_convolutional_branches_and_both_kinds_of_stat
 def test_recurrent_options(overrides, expected):
     model = build_model(DEFAULTS.replace(**overrides), 3, 2, 2)
     assert [t for t in layer_types(model) if t in ("GRU", "LSTM", "Bidirectional")] == expected
+
+
+def test_contextual_features_are_encoded_over_the_given_bins():
+    edges = [[-1.0, 0.0, 4.0], [0.0, 1.0]]
+    model = build_model(DEFAULTS, 3, 2, 2, context_edges=edges)
+    assert model.get_layer("context_encoding").edges == edges
+    assert model.get_layer("context_encoding").output.shape[-1] == 2 * 2
+    # Without the training split's bins, those of a standard normal stand in.
+    default = build_model(DEFAULTS, 3, 2, 2).get_layer("context_encoding").edges
+    assert len(default) == 2 and len(default[0]) == DEFAULTS.context_bins + 1
+    assert default[0][0] == pytest.approx(-2.326, abs=1e-3)
+    assert "PiecewiseLinearEncoding" not in layer_types(
+        build_model(DEFAULTS.replace(context_bins=0), 3, 2, 2))
+
+
+def test_light_curves_with_a_time_column_are_augmented_by_default():
+    assert "CurveAugmentation" in layer_types(build_model(DEFAULTS.replace(time_column=0), 3, 2, 2))
+    assert "CurveAugmentation" not in layer_types(build_model(DEFAULTS, 3, 2, 2))
+    assert "CurveAugmentation" in layer_types(
+        build_model(DEFAULTS.replace(augmentation="on"), 3, 2, 2))
 
 
 def test_context_branch_and_time_only_model():

@@ -15,6 +15,8 @@ import pytest
 
 from rnn_classifier.cli import main
 from rnn_classifier.data import load_dataset
+from rnn_classifier.layers import quantile_bin_edges
+from rnn_classifier.predict import load_trained_model
 from rnn_classifier.train import auc_standard_error, macro_scores, selection_tolerance
 
 SAMPLE_DATA = Path(__file__).parent / "fixtures" / "sample_data"
@@ -74,6 +76,21 @@ def test_stdout_carries_katib_metrics_every_epoch_and_model_folder_is_complete(t
     elapsed = [float(row["elapsed_seconds"]) for row in history]
     assert 0 < elapsed[0] < elapsed[1] < elapsed[2]
     assert best["training_seconds"] == elapsed[-1]
+
+
+def test_contextual_bins_are_the_scaled_training_split_quantiles(tmp_path):
+    out = tmp_path / "model"
+    main(["train", "--data-dir", str(SAMPLE_DATA), "--output-dir", str(out), "--epochs", "1",
+          "--context-bins", "8", *QUICK])
+    trained = load_trained_model(out)
+    train_split = load_dataset(SAMPLE_DATA, splits=("train",))["train"]
+    _, scaled_context = trained.scaler.transform(train_split.time_features,
+                                                 train_split.contextual_features)
+    layer = trained.model.get_layer("context_encoding")
+    expected = quantile_bin_edges(scaled_context, 8)
+    assert len(layer.edges) == train_split.contextual_features.shape[1] == len(expected)
+    for column, expected_column in zip(layer.edges, expected, strict=True):
+        assert column == pytest.approx(expected_column, rel=1e-6)
 
 
 def test_killed_run_resumes_from_last_finished_epoch(tmp_path):
