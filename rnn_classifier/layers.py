@@ -13,6 +13,7 @@ steps before they can reach a real one.
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 from rnn_classifier.baselines import QUANTILES
@@ -392,11 +393,9 @@ def quantile_bin_edges(values, n_bins: int) -> list[list[float]]:
 
     A value that fills several quantiles (a sentinel, a common exact value)
     collapses their edges into one edge of its own, so every bin above it
-    holds values of the rest. A constant
-    column gets one bin of width 1 around its value.
+    holds values of the rest. A constant column gets one bin of width 1
+    around its value.
     """
-    import numpy as np
-
     values = np.asarray(values, dtype=np.float64)
     edges = []
     for column in values.T:

@@ -155,10 +155,11 @@ def build_model(config: TrainConfig, n_time_features: int, n_context_features: i
         inputs.append(context_input)
         context = context_input
         if config.context_bins > 0 and n_context_features > 0:
+            # float32 even under mixed precision: float16 would round narrow bins to zero width.
             context = PiecewiseLinearEncoding(
                 context_edges or standard_normal_bin_edges(n_context_features,
                                                            config.context_bins),
-                name="context_encoding", dtype=policy)(context)
+                name="context_encoding")(context)
         if config.context_units > 0:
             context = keras.layers.Dense(config.context_units, activation="relu",
                                          kernel_regularizer=regulariser,

@@ -153,8 +153,10 @@ def test_mixed_precision_computes_in_16_bits_with_float32_weights_and_output(pre
     for name in ("gru_1", "conv_1", "conv_3", "dense"):
         assert model.get_layer(name).compute_dtype == compute_dtype
         assert model.get_layer(name).variable_dtype == "float32"
-    # Per-curve sums of squares would overflow float16: they stay in float32.
+    # Per-curve sums of squares would overflow float16, and narrow bins round to zero width:
+    # they stay in float32.
     assert model.get_layer("curve_normalisation").compute_dtype == "float32"
+    assert model.get_layer("context_encoding").compute_dtype == "float32"
     assert model.get_layer("probabilities").compute_dtype == "float32"
     time = np.random.default_rng(0).normal(size=(4, 6, 3)).astype(np.float32)
     proba = model(model_inputs(time, np.zeros((4, 2), np.float32)), training=False)
