@@ -288,12 +288,16 @@ def text_table(results: dict) -> list[str]:
 
 
 def write_results(output: Path, seeds: list[int], variants: dict, results: dict,
-                  ratios: dict[str, float]) -> dict:
-    """Writes everything measured so far (a long run that dies keeps its rows); the checks."""
+                  ratios: dict[str, float], wall_seconds: float) -> dict:
+    """Writes everything measured so far (a long run that dies keeps its rows); the checks.
+
+    wall_seconds: how long this run has taken so far (the suite must run in under 2 hours).
+    """
     checks = acceptance(results)
     lines = text_table(results)
     output.write_text(json.dumps({
-        "command": "make bench-quality", "machine": machine(), "seeds": seeds,
+        "command": "make bench-quality", "machine": machine(),
+        "wall_seconds": round(wall_seconds, 1), "seeds": seeds,
         "survey_counts": SURVEY_COUNTS, "variants": variants, "defaults": DEFAULTS.to_dict(),
         "imbalance_ratios": ratios, "results": results, "acceptance": checks,
         "table": lines}, indent=1) + "\n")
@@ -336,6 +340,7 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"error: unknown dataset(s) or method(s): {unknown}")
     seeds = [int(seed) for seed in args.seeds.split(",")]
+    started = time.monotonic()
 
     results: dict[str, dict] = {}
     ratios: dict[str, float] = {}  # most frequent / rarest class in each training split
@@ -364,15 +369,17 @@ def main() -> None:
         results[name][method] = {"runs": runs, "summary": summarise(runs),
                                  "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
         log(format_row(name, method, results[name][method]["summary"]))
-        write_results(args.output, seeds, variants, _in_order(results, methods_in_order), ratios)
+        write_results(args.output, seeds, variants, _in_order(results, methods_in_order), ratios,
+                      time.monotonic() - started)
     results = _in_order(results, methods_in_order)
-    checks = write_results(args.output, seeds, variants, results, ratios)
+    checks = write_results(args.output, seeds, variants, results, ratios,
+                           time.monotonic() - started)
     log("\nsuite mean macro-F1: " + ", ".join(
         f"{method} {value:.3f}" for method, value in sorted(checks["suite_mean_macro_f1"].items())))
     for miss in checks["misses_against_gradient_boosting"]:
         log(f"below gradient boosting: {miss['dataset']} {miss['figure']} "
             f"{miss['defaults']:.3f} < {miss['gradient_boosting']:.3f}")
-    log(f"wrote {args.output}")
+    log(f"{(time.monotonic() - started) / 60:.1f} minutes; wrote {args.output}")
 
 
 if __name__ == "__main__":
