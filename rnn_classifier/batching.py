@@ -141,9 +141,20 @@ class BucketedPredictor:
         if jit not in self._functions:
             import tensorflow as tf
 
+            from rnn_classifier.layers import xla_sorting
+
             model = self.model
-            self._functions[jit] = tf.function(lambda inputs: model(inputs, training=False),
-                                               jit_compile=jit, reduce_retracing=True)
+
+            def classify(inputs):
+                if not jit:
+                    return model(inputs, training=False)
+                with xla_sorting():
+                    return model(inputs, training=False)
+
+            # Under XLA every bucket is traced at its exact shape (XLA compiles one program
+            # per shape anyway), so that layers see static lengths (see xla_sorting).
+            self._functions[jit] = tf.function(classify, jit_compile=jit,
+                                               reduce_retracing=not jit)
         return self._functions[jit]
 
     def _use_xla(self, rows: int) -> bool:

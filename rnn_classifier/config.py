@@ -54,9 +54,8 @@ LENGTH_BUCKET_WIDTH = 8
 # on 2 CPU cores.
 PREDICT_BATCH_SIZE = 16384
 # XLA compiles one program per length bucket (about 0.6 s each on 2 cores) and then
-# runs faster than the plain tf.function (1.7x for the model without summary statistics,
-# 1.3x with them, whose sort XLA compiles poorly; README "Performance"): it pays from a
-# few hundred thousand curves.
+# runs ~1.7x faster than the plain tf.function in the steady state (README
+# "Performance"): it pays from a few hundred thousand curves.
 XLA_MIN_ROWS = 250_000
 
 

@@ -12,6 +12,10 @@ steps before they can reach a real one.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
 import keras
 import numpy as np
 from keras import ops
@@ -29,6 +33,60 @@ STD_EPSILON = 1e-3
 # extrapolates linearly, up to this many bin widths (within float16's range).
 _OPEN = 6e4
 PACKAGE = "rnn_classifier"
+# Set while a graph for XLA is traced (see xla_sorting).
+_SORTING_NETWORK = contextvars.ContextVar("sorting_network", default=False)
+
+
+@contextlib.contextmanager
+def xla_sorting() -> Iterator[None]:
+    """Within it, layers traced into a graph sort with a sorting network.
+
+    XLA compiles a general sort poorly on CPU: sorting (16384, 64, 3) steps
+    took 190 ms under XLA against 46 ms without it, and 17 ms as a bitonic
+    network of elementwise minima and maxima, which XLA fuses. Without XLA
+    the network is the slower one (134 ms), hence a switch for the code
+    that traces XLA graphs (batching.BucketedPredictor) rather than a
+    default. Both orders are exactly the same numbers.
+    """
+    token = _SORTING_NETWORK.set(True)
+    try:
+        yield
+    finally:
+        _SORTING_NETWORK.reset(token)
+
+
+def _bitonic_sort(values):
+    """(B, N, F) sorted ascending along N, a power of two, by a bitonic sorting network."""
+    steps, features = values.shape[1], values.shape[2]
+    block = 2
+    while block <= steps:
+        distance = block // 2
+        while distance >= 1:
+            pairs = steps // (2 * distance)
+            # Element i meets i XOR distance; the pair sorts ascending where i & block is 0.
+            halves = ops.reshape(values, (-1, pairs, 2, distance, features))
+            low, high = halves[:, :, 0], halves[:, :, 1]
+            smaller, larger = ops.minimum(low, high), ops.maximum(low, high)
+            ascending = ((np.arange(pairs) // (block // (2 * distance))) % 2 == 0).reshape(
+                1, pairs, 1, 1)
+            values = ops.reshape(ops.stack([ops.where(ascending, smaller, larger),
+                                            ops.where(ascending, larger, smaller)], axis=2),
+                                 (-1, steps, features))
+            distance //= 2
+        block *= 2
+    return values
+
+
+def _sort_steps(values, fill):
+    """(B, T, F) sorted along T; by a sorting network inside xla_sorting when T is static."""
+    steps = values.shape[1]
+    if not _SORTING_NETWORK.get() or steps is None or values.shape[2] is None or steps < 2:
+        return ops.sort(values, axis=1)
+    size = 1 << (steps - 1).bit_length()
+    if size > steps:
+        padding = ops.full_like(values[:, :1], fill)
+        values = ops.concatenate([values, ops.repeat(padding, size - steps, axis=1)], axis=1)
+    return _bitonic_sort(values)[:, :steps]
 
 
 def _float_mask(real, dtype):
@@ -201,7 +259,7 @@ class SeriesStatistics(keras.layers.Layer):
         is_real = ops.expand_dims(real, -1)
         filled_low = ops.where(is_real, values, big)
         filled_high = ops.where(is_real, values, -big)
-        ordered = ops.sort(filled_low, axis=1)
+        ordered = _sort_steps(filled_low, big)
         quantiles = [self._quantile(ordered, count, q) for q in QUANTILES]
         last_index = ops.cast(ops.maximum(count - 1.0, 0.0), "int32")  # (B, 1)
         first = values[:, 0]

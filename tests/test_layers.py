@@ -16,6 +16,7 @@ from rnn_classifier.layers import (
     PriorShift,
     SeriesStatistics,
     quantile_bin_edges,
+    xla_sorting,
 )
 
 MASK = -99.0
@@ -187,3 +188,27 @@ def test_quantile_edges_give_a_sentinel_its_own_edge():
     # The sentinel and a real separation just above it differ by most of a bin, not by
     # the sliver of the feature's range that separates their values.
     assert encoded[0, 0] == 0.0 and encoded[1, 0] > 0.5
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5, 16, 60])
+def test_series_statistics_sort_the_same_way_with_the_sorting_network_for_xla(steps):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(steps)
+    curves = [rng.normal(size=(length, 3)).astype(np.float32) * 4.0
+              for length in (steps, max(1, steps // 2), 1)]
+    curves[0][:, 1] = np.round(curves[0][:, 1])  # ties
+    batch = padded(curves, steps)
+    real = np.asarray(PaddingMask(MASK)(batch))
+    layer = SeriesStatistics()
+    expected = np.asarray(layer(batch, real))
+
+    def with_network(values, mask):
+        with xla_sorting():
+            return layer(values, mask)
+
+    # Eagerly the network gives the same numbers exactly; compiled by XLA, the same up to
+    # float rounding of the fused arithmetic around it.
+    np.testing.assert_array_equal(np.asarray(with_network(batch, real)), expected)
+    compiled = tf.function(with_network, jit_compile=True)(tf.constant(batch), tf.constant(real))
+    np.testing.assert_allclose(np.asarray(compiled), expected, rtol=1e-5, atol=1e-5)
