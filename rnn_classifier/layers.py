@@ -46,7 +46,7 @@ def xla_sorting() -> Iterator[None]:
     network of elementwise minima and maxima, which XLA fuses. Without XLA
     the network is the slower one (134 ms), hence a switch for the code
     that traces XLA graphs (batching.BucketedPredictor) rather than a
-    default. Both orders are exactly the same numbers.
+    default. Both give exactly the same sorted values.
     """
     token = _SORTING_NETWORK.set(True)
     try:
