@@ -175,9 +175,6 @@ def test_macro_scores_use_the_positive_column_for_binary():
 @pytest.mark.parametrize("flags", [["--bucket-by-length"], ["--precision", "mixed_float16"],
                                    ["--precision", "mixed_bfloat16"]])
 def test_speed_options_train_a_model_that_reloads_and_predicts(tmp_path, flags):
-    from rnn_classifier.data import load_dataset
-    from rnn_classifier.predict import load_trained_model
-
     out = tmp_path / "model"
     assert main(["train", "--data-dir", str(SAMPLE_DATA), "--output-dir", str(out),
                  "--epochs", "2", *QUICK, *flags]) == 0
