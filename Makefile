@@ -34,20 +34,34 @@ SWEEP_SETTINGS = $(if $(filter 1,$(SWEEP)),--set sweep=true --set katib_on_clust
 	--set sweep_max_trials=$(SWEEP_TRIALS),)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test lint bench bench-quality compile upload submit image push katib-manifest clean schedule unschedule
+.PHONY: help venv lock demo test image-test lint bench bench-quality compile upload submit image push katib-manifest clean schedule unschedule
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-# The environment is rebuilt whenever the lock file or the package metadata changes.
-$(BIN)/rnn-classifier: requirements.lock pyproject.toml
+# The environment is rebuilt whenever a lock file or the package metadata changes.
+# .venv holds the development lock: the runtime lock's pins plus the test and build tools.
+$(BIN)/rnn-classifier: requirements.lock requirements-dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	$(BIN)/pip check
 	touch $@
 
-venv: $(BIN)/rnn-classifier ## create .venv from requirements.lock
+venv: $(BIN)/rnn-classifier ## create .venv from requirements-dev.lock
+
+# Both locks from pyproject.toml, for Python 3.11 on Linux x86_64 (the image's platform).
+# The versions already in a lock are kept unless UPGRADE=1 (uv prefers the output file's
+# pins); the dev lock is compiled under the runtime lock, so their common pins are equal.
+LOCK_OPTIONS = --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+	--custom-compile-command 'make lock' --quiet $(if $(filter 1,$(UPGRADE)),--upgrade,)
+lock: ## regenerate requirements.lock (runtime, the image's) and requirements-dev.lock (.venv's) with uv (UPGRADE=1: newest versions)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/uv || $(BIN)/pip install --quiet --disable-pip-version-check \
+		"$$(grep -E '^uv==' requirements-dev.lock)"
+	$(BIN)/uv pip compile pyproject.toml --extra cpu $(LOCK_OPTIONS) -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra cpu --extra dev --constraint requirements.lock \
+		$(LOCK_OPTIONS) -o requirements-dev.lock
 
 $(DATA_DIR)/train_labels.npy: | $(BIN)/rnn-classifier
 	$(BIN)/rnn-classifier simulate --output-dir $(DATA_DIR)
@@ -59,6 +73,11 @@ demo: $(BIN)/rnn-classifier $(DATA_DIR)/train_labels.npy ## run the compiled pip
 
 test: lint ## run the linters and the tests
 	$(BIN)/python -m pytest -q
+
+# Root only: apt-get installs docker.io and debootstrap when missing, and a private
+# dockerd runs under IMAGE_TEST_DIR (kept as a cache; default in tests/test_image.py).
+image-test: $(BIN)/rnn-classifier ## build the image with a private dockerd and run both pipelines in it (root; ~5 min)
+	RNN_CLASSIFIER_IMAGE_TEST=1 $(BIN)/python -m pytest tests/test_image.py -v -rs -p no:cacheprovider
 
 bench: $(BIN)/rnn-classifier ## measure time-to-accuracy, predict throughput and pipeline overhead (~40 min; writes benchmarks/results.json)
 	$(BIN)/python benchmarks/performance.py $(BENCH_ARGS)

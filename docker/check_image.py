@@ -13,14 +13,19 @@ It checks:
   (the command of every KFP lightweight component) can be found, and
   `rnn-classifier` (the Katib trial command) is on PATH;
 - with --non-root: it runs as a non-root user whose HOME is writable (Keras
-  writes ~/.keras).
+  writes ~/.keras), and who can write where the KFP v2 launcher puts
+  artifacts: it maps gs://, minio:// and s3:// URIs to /gcs/, /minio/ and
+  /s3/ at the filesystem root, and backends without kubeflow/pipelines#10857
+  mount nothing there;
+- with --only-locked: the environment holds nothing the lock does not pin
+  (besides pip and the package itself), so no test or build tool rides along.
 
 On the GPU image TensorFlow comes from the base image as the `tensorflow`
 distribution, not the locked `tensorflow-cpu`: `--tensorflow-dist tensorflow`
 checks that distribution against the lock's TensorFlow version instead.
 
 Standard library only; usage:
-    python3 check_image.py --lock requirements.lock --python 3.11 [--non-root]
+    python3 check_image.py --lock requirements.lock --python 3.11 [--non-root] [--only-locked]
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ import os
 import re
 import shutil
 import sys
+import sysconfig
+import tempfile
 from pathlib import Path
 
 PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^\s;#]+)$")
@@ -41,6 +48,10 @@ LOCKED_TENSORFLOW = "tensorflow-cpu"
 MODULES = ("tensorflow", "kfp", "rnn_classifier.cli")
 EXECUTOR = "kfp.dsl.executor_main"
 COMMANDS = ("python3", "rnn-classifier")
+# Where the KFP v2 launcher maps remote artifact URIs (gs://b/x -> /gcs/b/x).
+LAUNCHER_FOLDERS = {"gs://": "/gcs", "minio://": "/minio", "s3://": "/s3"}
+# Installed beside the lock by design: the installer, and the package (--no-deps).
+NOT_LOCKED = ("pip", "rnn-classifier")
 
 
 def normalize(name: str) -> str:
@@ -49,7 +60,8 @@ def normalize(name: str) -> str:
 
 
 def read_lock(path: Path) -> tuple[dict[str, tuple[str, str]], list[str]]:
-    """Pins of a pip-freeze lock file as {normalized name: (name, version)}, and problems."""
+    """Pins of a lock file (`name==version` lines, `#` comments) as {normalized name:
+    (name, version)}, and problems."""
     pins: dict[str, tuple[str, str]] = {}
     problems = []
     for number, raw in enumerate(path.read_text().splitlines(), start=1):
@@ -85,6 +97,35 @@ def check_versions(pins: dict[str, tuple[str, str]], tensorflow_dist: str) -> li
     return problems
 
 
+def check_only_locked(pins: dict[str, tuple[str, str]]) -> list[str]:
+    """One problem per distribution in this environment's site-packages that the lock
+    does not pin. Only this environment's own site-packages: the GPU image's venv
+    also sees its base's system packages, which are not ours to list."""
+    site_packages = sysconfig.get_paths()["purelib"]
+    problems = []
+    for dist in importlib.metadata.distributions(path=[site_packages]):
+        name = dist.metadata["Name"]
+        key = normalize(name)
+        if key not in pins and key not in NOT_LOCKED:
+            problems.append(f"{name} {dist.version} is installed but not in the lock "
+                            f"(a development tool in the image?)")
+    return sorted(problems)
+
+
+def check_launcher_folders() -> list[str]:
+    """One problem per launcher folder that this (non-root) user cannot write in."""
+    problems = []
+    for scheme, folder in LAUNCHER_FOLDERS.items():
+        try:
+            tempfile.TemporaryDirectory(dir=folder).cleanup()
+        except OSError as error:
+            problems.append(
+                f"uid {os.geteuid()} cannot write in {folder} ({error.strerror}): the KFP "
+                f"launcher writes {scheme} artifacts under {folder}/, and backends without "
+                f"kubeflow/pipelines#10857 mount no volume there; make {folder} mode 1777")
+    return problems
+
+
 def check_runtime(python: str | None, non_root: bool) -> list[str]:
     problems = []
     running = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -101,6 +142,7 @@ def check_runtime(python: str | None, non_root: bool) -> list[str]:
         home = Path(os.environ.get("HOME", "/"))
         if not os.access(home, os.W_OK):
             problems.append(f"HOME={home} is not writable by uid {os.geteuid()}")
+        problems += check_launcher_folders()
     return problems
 
 
@@ -117,17 +159,22 @@ def check_imports() -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lock", type=Path, required=True, help="the pip-freeze lock file")
+    parser.add_argument("--lock", type=Path, required=True, help="the runtime lock file")
     parser.add_argument("--python", help="required Python minor version, e.g. 3.11")
     parser.add_argument("--tensorflow-dist", default=LOCKED_TENSORFLOW,
                         help="distribution that provides TensorFlow (GPU base: tensorflow)")
     parser.add_argument("--non-root", action="store_true",
-                        help="also require a non-root user with a writable HOME")
+                        help="also require a non-root user with a writable HOME and "
+                             "writable launcher folders (/gcs, /minio, /s3)")
+    parser.add_argument("--only-locked", action="store_true",
+                        help="also require that nothing unlocked is installed")
     args = parser.parse_args(argv)
 
     pins, problems = read_lock(args.lock)
     problems += check_versions(pins, args.tensorflow_dist)
     problems += check_runtime(args.python, args.non_root)
+    if args.only_locked:
+        problems += check_only_locked(pins)
     if not problems:  # importing TensorFlow takes seconds: only worth it once the rest holds
         problems += check_imports()
     for problem in problems:
