@@ -36,6 +36,7 @@ MAX_DILATIONS = 8
 FIT_SAMPLE = 1024
 GOLDEN_RATIO = (1 + 5**0.5) / 2
 MIN_SCALE = 1e-3
+_BELOW_ANY_BIAS = 3e38
 
 
 def base_kernels() -> np.ndarray:
@@ -65,11 +66,27 @@ def channel_masks(n_channels: int, seed: int) -> np.ndarray:
 
 
 def _convolutions(curves, real, masks, dilations):
-    """Per dilation, (B, T, N_KERNELS) outputs of the kernels on the zero-padded curves."""
+    """Per dilation, (B, T, N_KERNELS) outputs of the kernels on the zero-padded curves.
+
+    Written as one matrix product of the nine shifted copies of the curves
+    (B, T, 9 C) with the (9 C, 84) weights: on CPU this ran faster than a
+    dilated convolution, and it is the same sum.
+    """
     values = ops.where(ops.expand_dims(real, -1), ops.cast(curves, "float32"), 0.0)
-    kernels = ops.convert_to_tensor(base_kernels()[:, None, :] * np.asarray(masks)[None], "float32")
-    return [ops.conv(values, kernels, strides=1, padding="same", dilation_rate=dilation)
-            for dilation in dilations]
+    n_channels = len(masks)
+    # weights[j, c, k]: kernel k's weight at tap j, on channel c if the kernel sums it.
+    weights = ops.convert_to_tensor(np.reshape(
+        base_kernels()[:, None, :] * np.asarray(masks, dtype=np.float32)[None],
+        (KERNEL_LENGTH * n_channels, N_KERNELS)), "float32")
+    length = ops.shape(values)[1]
+    outputs = []
+    for dilation in dilations:
+        half = (KERNEL_LENGTH // 2) * dilation
+        padded = ops.pad(values, [[0, 0], [half, half], [0, 0]])
+        shifted = ops.concatenate([padded[:, tap * dilation:tap * dilation + length]
+                                   for tap in range(KERNEL_LENGTH)], axis=-1)
+        outputs.append(ops.matmul(shifted, weights))
+    return outputs
 
 
 @keras.saving.register_keras_serializable(package="rnn_classifier")
@@ -102,15 +119,16 @@ class RandomKernelFeatures(keras.layers.Layer):
 
     def proportions(self, inputs, real):
         """The unstandardised features: each kernel's share of real steps above each bias."""
-        weights = ops.expand_dims(ops.cast(real, "float32"), -1)  # (B, T, 1)
-        count = ops.maximum(ops.sum(weights, axis=1), 1.0)  # (B, 1)
+        is_real = ops.expand_dims(real, -1)  # (B, T, 1)
+        count = ops.maximum(ops.sum(ops.cast(is_real, "float32"), axis=1), 1.0)  # (B, 1)
         features = []
         for output, bias in zip(_convolutions(inputs, real, self.channel_masks, self.dilations),
                                 self.biases, strict=True):
+            # Padded steps below every bias: masked once here, not once per bias.
+            output = ops.where(is_real, output, -_BELOW_ANY_BIAS)
             above = ops.cast(ops.expand_dims(output, -1) > ops.convert_to_tensor(bias, "float32"),
                              "float32")  # (B, T, 84, n_biases)
-            share = (ops.sum(above * ops.expand_dims(weights, -1), axis=1)
-                     / ops.expand_dims(count, -1))
+            share = ops.sum(above, axis=1) / ops.expand_dims(count, -1)
             features.append(ops.reshape(share, (-1, N_KERNELS * len(bias[0]))))
         return ops.concatenate(features, axis=-1)
 
