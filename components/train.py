@@ -20,6 +20,7 @@ def train(dataset: Input[Dataset], model: Output[Model], metrics: Output[Metrics
           conv_dilation: int,
           curve_normalisation: bool,
           summary_statistics: bool,
+          random_kernels: int,
           dropout: float,
           l2: float,
           dense_units: int,

@@ -24,6 +24,7 @@ def tune(dataset: Input[Dataset], experiment: Output[Artifact], metrics: Output[
          conv_dilation: int,
          curve_normalisation: bool,
          summary_statistics: bool,
+         random_kernels: int,
          dropout: float,
          l2: float,
          dense_units: int,

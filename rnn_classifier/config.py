@@ -32,6 +32,7 @@ CONV_KERNEL_SIZES = (8, 5, 3)
 CLASS_WEIGHTINGS = ("balanced", "effective", "none")
 # Most quantile bins per contextual feature: each bin is a column of the head's input.
 MAX_CONTEXT_BINS = 256
+MAX_RANDOM_KERNEL_FEATURES = 10000
 SCALINGS = ("asinh", "standard", "robust", "none")
 MONITORS = ("val_macro_auc", "val_macro_f1", "val_loss", "val_accuracy")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies
@@ -123,6 +124,11 @@ class TrainConfig:
         True, "also give the model each curve's order-free summary statistics (quantiles, "
         "skewness, trend, autocorrelation and more: what a tree ensemble on light-curve "
         "features would see)")
+    random_kernels: int = _field(
+        0, "about this many features of random convolutional kernels (MiniRocket's, masked, "
+        "fitted on the training split) feed a second head whose probabilities are averaged "
+        "with the main head's (0: no second head; off until measured on the whole suite)",
+        minimum=0, maximum=MAX_RANDOM_KERNEL_FEATURES)
     dropout: float = _field(0.2, "dropout after each recurrent and the hidden dense layer",
                             minimum=0.0, maximum=0.9)
     l2: float = _field(1e-4, "L2 regularisation on every kernel", minimum=0.0)
@@ -285,7 +291,7 @@ PRESETS = {
     "original": {
         "rnn_layers": 2, "rnn_units": 32, "pooling": "last", "max_rnn_steps": 0,
         "conv_filters": 0, "curve_normalisation": False, "summary_statistics": False,
-        "context_bins": 0, "augmentation": "off",
+        "random_kernels": 0, "context_bins": 0, "augmentation": "off",
         "loss": "focal", "gamma": 2.0,
         "class_weighting": "balanced", "label_smoothing": 0.0, "calibration": "none",
         "lr_schedule": "constant", "ema_momentum": 0.0, "min_steps_per_epoch": 1,

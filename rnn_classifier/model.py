@@ -42,6 +42,7 @@ from rnn_classifier.layers import (
     PriorShift,
     SeriesStatistics,
 )
+from rnn_classifier.random_kernels import RandomKernelFeatures, unfitted_random_kernels
 
 TIME_INPUT = "time_features"
 CONTEXT_INPUT = "contextual_features"
@@ -90,6 +91,32 @@ def _convolutional_branch(config: TrainConfig, sequence, real, policy):
     return MaskedPooling(name="conv_pooling", dtype=policy)(hidden, real)
 
 
+def _random_kernel_head(config: TrainConfig, curves, real, n_time_features: int,
+                        n_classes: int, max_steps: int | None, kernel_config: dict | None,
+                        main_probabilities, regulariser, policy):
+    """A second head on random-kernel features; the two heads' probabilities averaged.
+
+    The loss is that of the average, so the heads learn together (one loss per
+    head, which keeps them more independent, has not been tried).
+    """
+    features = RandomKernelFeatures(
+        **(kernel_config or unfitted_random_kernels(n_time_features, max_steps,
+                                                    config.random_kernels, config.seed)),
+        name="random_kernel_features")(curves, real)
+    hidden = keras.layers.Dropout(config.dropout, name="kernel_input_dropout",
+                                  dtype=policy)(features)
+    hidden = keras.layers.Dense(config.dense_units, activation="relu",
+                                kernel_regularizer=regulariser, name="kernel_dense",
+                                dtype=policy)(hidden)
+    hidden = keras.layers.Dropout(config.dropout, name="kernel_dense_dropout",
+                                  dtype=policy)(hidden)
+    kernel_probabilities = keras.layers.Dense(
+        n_classes, activation="softmax", kernel_regularizer=regulariser,
+        name="kernel_probabilities", dtype="float32")(hidden)
+    return keras.layers.Average(name="probabilities", dtype="float32")(
+        [main_probabilities, kernel_probabilities])
+
+
 def standard_normal_bin_edges(n_features: int, n_bins: int) -> list[list[float]]:
     """Quantile bin edges of a standard normal (1st to 99th percentile) for each feature.
 
@@ -103,7 +130,8 @@ def standard_normal_bin_edges(n_features: int, n_bins: int) -> list[list[float]]
 
 def build_model(config: TrainConfig, n_time_features: int, n_context_features: int,
                 n_classes: int, max_steps: int | None = None,
-                context_edges: list[list[float]] | None = None) -> keras.Model:
+                context_edges: list[list[float]] | None = None,
+                kernel_config: dict | None = None) -> keras.Model:
     """Build (uncompiled) the classifier described by `config`.
 
     Args:
@@ -118,6 +146,8 @@ def build_model(config: TrainConfig, n_time_features: int, n_context_features: i
         context_edges: per contextual feature, the edges of its quantile bins
             on the scaled training split (layers.quantile_bin_edges with
             `context_bins`); None: those of a standard normal.
+        kernel_config: the RandomKernelFeatures config fitted on the scaled
+            training curves (random_kernels.fit_random_kernels); None: unfitted.
 
     Returns:
         A keras.Model taking {"time_features": (None, T, F)} and, when mixed,
@@ -172,7 +202,11 @@ def build_model(config: TrainConfig, n_time_features: int, n_context_features: i
                                 kernel_regularizer=regulariser, name="dense", dtype=policy)(hidden)
     hidden = keras.layers.Dropout(config.dropout, name="dense_dropout", dtype=policy)(hidden)
     outputs = keras.layers.Dense(n_classes, activation="softmax", kernel_regularizer=regulariser,
-                                 name="probabilities", dtype="float32")(hidden)
+                                 name="probabilities" if config.random_kernels == 0
+                                 else "main_probabilities", dtype="float32")(hidden)
+    if config.random_kernels > 0:
+        outputs = _random_kernel_head(config, curves, real, n_time_features, n_classes,
+                                      max_steps, kernel_config, outputs, regulariser, policy)
     return keras.Model(inputs=inputs, outputs=outputs, name=f"{config.rnn_type}_classifier")
 
 

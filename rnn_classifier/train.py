@@ -356,7 +356,7 @@ def _learning_rate(config: TrainConfig, steps_per_epoch: int):
 
 
 def _new_model(config: TrainConfig, dataset: Dataset, loss, steps_per_epoch: int,
-               context_edges: list[list[float]] | None):
+               context_edges: list[list[float]] | None, kernel_config: dict | None = None):
     """The model of `config`, compiled with its optimiser and `loss`."""
     import keras
 
@@ -367,7 +367,7 @@ def _new_model(config: TrainConfig, dataset: Dataset, loss, steps_per_epoch: int
                         0 if train_split.contextual_features is None
                         else train_split.contextual_features.shape[1],
                         dataset.n_classes, max_steps=train_split.time_features.shape[1],
-                        context_edges=context_edges)
+                        context_edges=context_edges, kernel_config=kernel_config)
     optimizer = keras.optimizers.Adam(_learning_rate(config, steps_per_epoch),
                                       use_ema=config.ema_momentum > 0,
                                       ema_momentum=config.ema_momentum or 0.99)
@@ -412,7 +412,8 @@ def train(config: TrainConfig, data_dir: str | Path, output_dir: str | Path,
 
     from rnn_classifier.layers import quantile_bin_edges
     from rnn_classifier.losses import class_weights, log_prior, make_loss
-    from rnn_classifier.model import CONTEXT_INPUT
+    from rnn_classifier.model import CONTEXT_INPUT, TIME_INPUT
+    from rnn_classifier.random_kernels import fit_random_kernels
 
     train_split, validation_split = dataset["train"], dataset["validation"]
     train_inputs = prepare_arrays(train_split, scaler)
@@ -434,8 +435,11 @@ def train(config: TrainConfig, data_dir: str | Path, output_dir: str | Path,
         context = train_inputs.get(CONTEXT_INPUT)
         context_edges = (quantile_bin_edges(context, config.context_bins)
                          if context is not None and config.context_bins > 0 else None)
+        kernel_config = (fit_random_kernels(train_inputs[TIME_INPUT], config.mask_value,
+                                            config.random_kernels, config.seed)
+                         if config.random_kernels > 0 else None)
         model = _new_model(config, dataset, loss, repeats * -(-n_train // batch_size),
-                           context_edges)
+                           context_edges, kernel_config)
         state = {"config": config.to_dict(), "epoch": 0, "top_value": None, "top_loss": None,
                  "top_epoch": 0, "best_epoch": 0, "wait": 0, "stopped_early": False,
                  "history": []}

@@ -21,6 +21,7 @@ VARIANTS = {
     "contextual features unencoded": {"context_bins": 0},
     "no summary statistics": {"summary_statistics": False},
     "light curves with a time column (augmented)": {"time_column": 0},
+    "random-kernel head": {"random_kernels": 200},
 }
 
 

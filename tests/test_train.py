@@ -17,6 +17,7 @@ from rnn_classifier.cli import main
 from rnn_classifier.data import load_dataset
 from rnn_classifier.layers import quantile_bin_edges
 from rnn_classifier.predict import load_trained_model
+from rnn_classifier.random_kernels import fit_random_kernels
 from rnn_classifier.train import auc_standard_error, macro_scores, selection_tolerance
 
 SAMPLE_DATA = Path(__file__).parent / "fixtures" / "sample_data"
@@ -91,6 +92,25 @@ def test_contextual_bins_are_the_scaled_training_split_quantiles(tmp_path):
     assert len(layer.edges) == train_split.contextual_features.shape[1] == len(expected)
     for column, expected_column in zip(layer.edges, expected, strict=True):
         assert column == pytest.approx(expected_column, rel=1e-6)
+
+
+def test_random_kernel_head_is_fitted_on_the_scaled_training_split(tmp_path):
+    out = tmp_path / "model"
+    main(["train", "--data-dir", str(SAMPLE_DATA), "--output-dir", str(out), "--epochs", "1",
+          "--random-kernels", "300", "--seed", "5", *QUICK])
+    trained = load_trained_model(out)  # safe mode: the fitted layer reloads from its config
+    train_split = load_dataset(SAMPLE_DATA, splits=("train",))["train"]
+    scaled, _ = trained.scaler.transform(train_split.time_features, None)
+    expected = fit_random_kernels(scaled, trained.config.mask_value, 300, 5)
+    layer = trained.model.get_layer("random_kernel_features")
+    assert layer.dilations == expected["dilations"]
+    for fitted, wanted in zip(layer.biases, expected["biases"], strict=True):
+        np.testing.assert_allclose(fitted, wanted, rtol=1e-5, atol=1e-5)
+    # The saved model averages the two heads' probabilities.
+    assert {"main_probabilities", "kernel_probabilities"} <= {
+        layer.name for layer in trained.model.layers}
+    proba = trained.predict_proba(train_split.time_features, train_split.contextual_features)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
 
 
 def test_killed_run_resumes_from_last_finished_epoch(tmp_path):
