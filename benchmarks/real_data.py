@@ -94,11 +94,6 @@ def data_settings(name: str) -> dict:
     return SURVEY_SETTINGS if name == SURVEY else AEON_SETTINGS
 
 
-def _arrays(split) -> dict:
-    return {"time_features": split.time_features, "labels": split.labels,
-            "contextual_features": split.contextual_features}
-
-
 def run_classifier(config: TrainConfig, data_dir: Path, model_dir: Path) -> tuple[dict, float]:
     """Train `config`, score the test split; (metrics, training seconds)."""
     started = time.monotonic()
@@ -113,7 +108,7 @@ def run_classifier(config: TrainConfig, data_dir: Path, model_dir: Path) -> tupl
 def run_gradient_boosting(data_dir: Path, mixed: bool, seed: int) -> tuple[dict, float]:
     dataset = load_dataset(data_dir, mixed=mixed)
     started = time.monotonic()
-    proba = gradient_boosting_baseline(_arrays(dataset["train"]), _arrays(dataset["test"]),
+    proba = gradient_boosting_baseline(dataset["train"].arrays(), dataset["test"].arrays(),
                                        dataset.n_classes, seed=seed)
     seconds = time.monotonic() - started
     return classification_metrics(dataset["test"].labels, proba, dataset.class_names), seconds

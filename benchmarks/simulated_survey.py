@@ -66,16 +66,11 @@ COMPARISONS = {
 CURVES = ("roc_curves", "pr_curves", "reliability")
 
 
-def _arrays(split) -> dict:
-    return {"time_features": split.time_features,
-            "contextual_features": split.contextual_features, "labels": split.labels}
-
-
 def logistic_regression_baseline(data_dir: Path, class_names: list[str]) -> dict:
     """Balanced logistic regression on summary statistics + contextual features."""
     dataset = load_dataset(data_dir)
     test = dataset["test"]
-    proba = summary_statistics_baseline(_arrays(dataset["train"]), _arrays(test),
+    proba = summary_statistics_baseline(dataset["train"].arrays(), test.arrays(),
                                         DEFAULTS.mask_value)
     return classification_metrics(test.labels, proba, class_names)
 
@@ -86,10 +81,10 @@ def gradient_boosting_run(data_dir: Path, class_names: list[str], seed: int) -> 
     dataset = load_dataset(data_dir)
     validation, test = dataset["validation"], dataset["test"]
     # One fit scores both splits: validation sets the operating point's threshold.
-    both = {key: np.concatenate([_arrays(validation)[key], _arrays(test)[key]])
+    both = {key: np.concatenate([validation.arrays()[key], test.arrays()[key]])
             for key in ("time_features", "contextual_features")}
     started = time.monotonic()
-    proba = gradient_boosting_baseline(_arrays(dataset["train"]), both, len(class_names),
+    proba = gradient_boosting_baseline(dataset["train"].arrays(), both, len(class_names),
                                        seed=seed, mask_value=DEFAULTS.mask_value)
     seconds = time.monotonic() - started
     validation_proba, test_proba = proba[:len(validation)], proba[len(validation):]

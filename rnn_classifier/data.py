@@ -152,6 +152,11 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def arrays(self) -> dict[str, np.ndarray | None]:
+        """{"time_features", "contextual_features", "labels"}: what the baselines take."""
+        return {"time_features": self.time_features,
+                "contextual_features": self.contextual_features, "labels": self.labels}
+
 
 @dataclasses.dataclass
 class Dataset:

@@ -145,8 +145,9 @@ class RandomKernelFeatures(keras.layers.Layer):
 
 def unfitted_random_kernels(n_channels: int, length: int | None, n_features: int,
                             seed: int) -> dict:
-    """A RandomKernelFeatures config without data (biases 0, features unscaled): for
-    building a model whose weights and config are then loaded."""
+    """A RandomKernelFeatures config without data (biases 0, features unscaled): the
+    layout (channel subsets, dilations, biases per kernel) that fitting fills in, and
+    what a model is built with before its weights and config are loaded."""
     dilations = dilations_for(length or KERNEL_LENGTH)
     n_biases = max(1, round(n_features / (N_KERNELS * len(dilations))))
     total = N_KERNELS * n_biases * len(dilations)
@@ -166,23 +167,18 @@ def fit_random_kernels(time_features: np.ndarray, mask_value: float, n_features:
     rng = np.random.default_rng(seed)
     sample = time_features[rng.permutation(len(time_features))[:FIT_SAMPLE]]
     real = np.any(sample != mask_value, axis=-1)
-    masks = channel_masks(sample.shape[2], seed)
-    dilations = dilations_for(sample.shape[1])
-    n_biases = max(1, round(n_features / (N_KERNELS * len(dilations))))
-    outputs = _convolutions(sample, real, masks, dilations)
-    biases, index = [], 0
-    for output in outputs:
-        values = keras.ops.convert_to_numpy(output)[real]  # (real steps, 84)
-        levels = np.mod((index + np.arange(N_KERNELS * n_biases) + 1) * GOLDEN_RATIO, 1.0)
-        index += N_KERNELS * n_biases
-        levels = levels.reshape(N_KERNELS, n_biases)
+    layout = unfitted_random_kernels(sample.shape[2], sample.shape[1], n_features, seed)
+    n_biases = len(layout["biases"][0][0])
+    biases = []
+    for index, output in enumerate(_convolutions(sample, real, layout["channel_masks"],
+                                                 layout["dilations"])):
+        values = ops.convert_to_numpy(output)[real]  # (real steps, 84)
+        first = index * N_KERNELS * n_biases
+        levels = np.mod((first + np.arange(N_KERNELS * n_biases) + 1) * GOLDEN_RATIO,
+                        1.0).reshape(N_KERNELS, n_biases)
         biases.append(np.stack([np.quantile(values[:, kernel], levels[kernel])
-                                for kernel in range(N_KERNELS)]))
-    layer = RandomKernelFeatures(masks, dilations, biases, np.zeros(N_KERNELS * n_biases
-                                                                    * len(dilations)),
-                                 np.ones(N_KERNELS * n_biases * len(dilations)))
-    features = keras.ops.convert_to_numpy(layer.proportions(sample, real))
-    return {"channel_masks": masks.tolist(), "dilations": dilations,
-            "biases": [bias.tolist() for bias in biases],
-            "mean": features.mean(axis=0).tolist(),
+                                for kernel in range(N_KERNELS)]).tolist())
+    unscaled = RandomKernelFeatures(**{**layout, "biases": biases})
+    features = ops.convert_to_numpy(unscaled.proportions(sample, real))
+    return {**layout, "biases": biases, "mean": features.mean(axis=0).tolist(),
             "scale": np.maximum(features.std(axis=0), MIN_SCALE).tolist()}
