@@ -101,7 +101,7 @@ def _random_kernel_head(config: TrainConfig, curves, real, n_time_features: int,
     """
     features = RandomKernelFeatures(
         **(kernel_config or unfitted_random_kernels(n_time_features, max_steps,
-                                                    config.random_kernels, config.seed)),
+                                                    config.kernel_features(), config.seed)),
         name="random_kernel_features")(curves, real)
     hidden = keras.layers.Dropout(config.dropout, name="kernel_input_dropout",
                                   dtype=policy)(features)
@@ -202,9 +202,9 @@ def build_model(config: TrainConfig, n_time_features: int, n_context_features: i
                                 kernel_regularizer=regulariser, name="dense", dtype=policy)(hidden)
     hidden = keras.layers.Dropout(config.dropout, name="dense_dropout", dtype=policy)(hidden)
     outputs = keras.layers.Dense(n_classes, activation="softmax", kernel_regularizer=regulariser,
-                                 name="probabilities" if config.random_kernels == 0
+                                 name="probabilities" if config.kernel_features() == 0
                                  else "main_probabilities", dtype="float32")(hidden)
-    if config.random_kernels > 0:
+    if config.kernel_features() > 0:
         outputs = _random_kernel_head(config, curves, real, n_time_features, n_classes,
                                       max_steps, kernel_config, outputs, regulariser, policy)
     return keras.Model(inputs=inputs, outputs=outputs, name=f"{config.rnn_type}_classifier")

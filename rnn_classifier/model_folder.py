@@ -249,6 +249,7 @@ def check_archive(path: Path) -> None:
     # Importing these registers the layers and losses a model of ours may hold.
     import rnn_classifier.layers  # noqa: F401
     import rnn_classifier.losses  # noqa: F401
+    import rnn_classifier.random_kernels  # noqa: F401
 
     found: set[tuple[str | None, str, str | None]] = set()
     _archive_classes(architecture, found)

@@ -4,9 +4,9 @@ MiniRocket convolves each series with 84 fixed kernels of length 9 (weight
 -1 everywhere and +2 at three of the nine positions) at several dilations,
 and describes each output by the proportion of steps above a bias (PPV). The
 biases are quantiles of the outputs on the training data. The model's
-optional second head (`random_kernels`) reads these features; on the small
-shape sets of the real-data suite it lifted the classifier above MiniRocket
-(README "Quality on real data").
+second head (`random_kernels`, built for series without a time column) reads
+these features; on the small shape sets of the real-data suite it lifted the
+classifier above MiniRocket (README "Quality on real data").
 
 Here padded steps are zeroed before the convolution and left out of the
 proportions, so padding changes no feature; each kernel of a multivariate

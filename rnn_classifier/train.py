@@ -436,8 +436,8 @@ def train(config: TrainConfig, data_dir: str | Path, output_dir: str | Path,
         context_edges = (quantile_bin_edges(context, config.context_bins)
                          if context is not None and config.context_bins > 0 else None)
         kernel_config = (fit_random_kernels(train_inputs[TIME_INPUT], config.mask_value,
-                                            config.random_kernels, config.seed)
-                         if config.random_kernels > 0 else None)
+                                            config.kernel_features(), config.seed)
+                         if config.kernel_features() > 0 else None)
         model = _new_model(config, dataset, loss, repeats * -(-n_train // batch_size),
                            context_edges, kernel_config)
         state = {"config": config.to_dict(), "epoch": 0, "top_value": None, "top_loss": None,
@@ -454,6 +454,9 @@ def train(config: TrainConfig, data_dir: str | Path, output_dir: str | Path,
     log(f"training {config.rnn_type}/{config.loss} on {n_train} examples in batches of "
         f"{batch_size}{f' ({repeats} passes an epoch)' if repeats > 1 else ''}, validating on "
         f"{len(validation_split)}; classes {dataset.class_names} with {balance}")
+    if config.random_kernels and not config.kernel_features():
+        log("no random-kernel head: the time column makes these irregularly sampled light "
+            "curves, and kernels laid on their steps would mix hours and seasons")
     output_shift = OutputShift(prior, config.prior_weight if config.loss == "logit_adjusted"
                                else 0.0)
     recorder = _EpochRecorder(config, validation_inputs, validation_split.labels,

@@ -81,7 +81,9 @@ def test_time_only_training_dataset_has_no_context_input():
     assert set(inputs) == {"time_features"}
 
 
-@pytest.mark.parametrize("overrides", [{}, {"rnn_type": "lstm"}, {"bidirectional": True}])
+# The defaults have the random-kernel head; with a time column they have none.
+@pytest.mark.parametrize("overrides", [{}, {"time_column": 0}, {"rnn_type": "lstm"},
+                                       {"bidirectional": True}])
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_bucketed_prediction_equals_model_predict_in_input_order(overrides, jit_compile):
     time, context, _, _ = padded_curves(333, seed=2)

@@ -98,6 +98,14 @@ def test_automatic_augmentation_is_for_light_curves_with_a_time_column(augmentat
         DEFAULTS.replace(augmentation="yes")
 
 
+def test_random_kernel_head_is_for_equally_sampled_series_only():
+    assert DEFAULTS.time_column == -1 and DEFAULTS.kernel_features() == DEFAULTS.random_kernels > 0
+    # Light curves with a time column: kernels on the step grid would mix days and months.
+    assert DEFAULTS.replace(time_column=0).kernel_features() == 0
+    assert DEFAULTS.replace(random_kernels=0).kernel_features() == 0
+    assert preset("original").kernel_features() == 0
+
+
 def test_a_boolean_augmentation_from_an_earlier_version_still_loads(tmp_path):
     for written, expected in ((True, "on"), (False, "off")):
         (tmp_path / "config.json").write_text(f'{{"augmentation": {str(written).lower()}}}')

@@ -58,6 +58,14 @@ def test_stdout_carries_katib_metrics_every_epoch_and_model_folder_is_complete(t
     assert sorted(path.name for path in out.iterdir()) == [
         "classes.txt", "config.json", "history.csv", "model.keras", "scaler.json",
         "training_metrics.json"]
+    # A fresh process that never built a model (as the evaluate step and `predict` are)
+    # must accept every layer of the defaults' model, the random-kernel head's included.
+    predictions = tmp_path / "predictions.csv"
+    subprocess.run(cli_command("predict", "--model-dir", str(out), "--data-dir",
+                               str(SAMPLE_DATA), "--split", "test", "--output", str(predictions)),
+                   capture_output=True, text=True, timeout=300, check=True)
+    n_test = len(np.load(SAMPLE_DATA / "test_labels.npy"))
+    assert len(predictions.read_text().splitlines()) == n_test + 1  # a header and one row each
     config = json.loads((out / "config.json").read_text())
     assert config["rnn_units"] == 8 and config["epochs"] == 3
     with (out / "history.csv").open() as stream:
@@ -282,7 +290,7 @@ def test_single_class_validation_split_selects_epochs_by_loss(tmp_path):
 
 
 @pytest.mark.slow
-def test_temperature_fitted_on_validation_lowers_the_test_calibration_error(tmp_path):
+def test_temperature_fitted_on_validation_lowers_the_test_calibration_error(tmp_path, capsys):
     import keras
 
     from rnn_classifier.batching import BucketedPredictor
@@ -298,9 +306,12 @@ def test_temperature_fitted_on_validation_lowers_the_test_calibration_error(tmp_
     assert main(["train", "--data-dir", str(data_dir), "--output-dir", str(out),
                  "--time-column", "0", "--epochs", "4", "--label-smoothing", "0.4",
                  "--prior-weight", "0", *QUICK]) == 0
+    # Light curves with a time column: no random-kernel head, and the log says why.
+    assert "no random-kernel head: the time column" in capsys.readouterr().out
     fitted = json.loads((out / "training_metrics.json").read_text())["calibration"]
     assert fitted["temperature"] < 1.0  # sharpened
     trained = load_trained_model(out)
+    assert "random_kernel_features" not in {layer.name for layer in trained.model.layers}
     assert trained.model.get_layer("calibrated_probabilities").temperature == pytest.approx(
         fitted["temperature"])
     test = load_dataset(data_dir)["test"]
