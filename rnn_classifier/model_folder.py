@@ -246,11 +246,7 @@ def check_archive(path: Path) -> None:
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as error:
         raise DataError(f"{path}: cannot be read as a zip archive ({error}); expected a "
                         "Keras .keras file") from error
-    # Importing these registers the layers and losses a model of ours may hold.
-    import rnn_classifier.layers  # noqa: F401
-    import rnn_classifier.losses  # noqa: F401
-    import rnn_classifier.random_kernels  # noqa: F401
-
+    _register_model_classes()
     found: set[tuple[str | None, str, str | None]] = set()
     _archive_classes(architecture, found)
     for module, class_name, registered in sorted(found, key=str):
@@ -260,12 +256,20 @@ def check_archive(path: Path) -> None:
                             "rnn-classifier train")
 
 
+def _register_model_classes() -> None:
+    """Register every class a model of ours may hold, before it is checked or loaded.
+
+    `model` imports each module whose layers `build_model` uses, so a new layer
+    module is registered here without being listed; losses are not part of it.
+    """
+    import rnn_classifier.losses  # noqa: F401
+    import rnn_classifier.model  # noqa: F401
+
+
 def _load_keras(path: Path):
     import keras
 
-    import rnn_classifier.layers  # noqa: F401  (registers the layers safe mode may load)
-    import rnn_classifier.losses  # noqa: F401
-
+    _register_model_classes()
     try:
         return keras.models.load_model(path, safe_mode=True, compile=False)
     except Exception as error:  # noqa: BLE001  Keras raises many types for a bad archive

@@ -24,6 +24,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from rnn_classifier.layers import PACKAGE
+
 KERNEL_LENGTH = 9
 # The 84 kernels: +2 at three of the nine positions, -1 elsewhere (each sums to 0).
 KERNEL_POSITIONS = tuple(itertools.combinations(range(KERNEL_LENGTH), 3))
@@ -86,7 +88,7 @@ def _convolutions(curves, real, masks, dilations):
     return outputs
 
 
-@keras.saving.register_keras_serializable(package="rnn_classifier")
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class RandomKernelFeatures(keras.layers.Layer):
     """(B, T, C) curves and their (B, T) real-step mask -> (B, F) standardised PPV features.
 
