@@ -146,11 +146,15 @@ class TrainConfig:
     context_units: int = _field(
         0, "units of a small dense branch for the contextual features (0: hand them to the "
         "head as they are, scaled and encoded over context_bins)", minimum=0)
+    # 32 bins of the class-balanced split, not 16 of the plain one as before 2026-12-08: on
+    # the full survey (3 seeds) AGN recall at the GOTO operating point rose from 0.82 to
+    # 0.89 and macro-F1 from 0.86 to 0.92 (README "Quality on real data").
     context_bins: int = _field(
-        16, "each contextual feature reaches the head piecewise-linearly encoded over this "
-        "many quantile bins of the training split (Gorishniy et al. 2022), so that it can "
-        "threshold it as a tree would: a sentinel such as a missing host or a redshift of 0 "
-        "becomes a bin edge of its own (0: the scaled features alone, as the original)",
+        32, "each contextual feature reaches the head piecewise-linearly encoded over this "
+        "many quantile bins of the class-balanced training split (Gorishniy et al. 2022), so "
+        "that it can threshold it as a tree would: a sentinel such as a missing host or a "
+        "redshift of 0 becomes a bin edge of its own, and a rare class's range gets bins of "
+        "its own (0: the scaled features alone, as the original)",
         minimum=0, maximum=MAX_CONTEXT_BINS)
 
     # Loss and class imbalance.

@@ -433,7 +433,7 @@ def train(config: TrainConfig, data_dir: str | Path, output_dir: str | Path,
     if state is None:
         loss = make_loss(config.loss, weights, config.gamma, prior, config.label_smoothing)
         context = train_inputs.get(CONTEXT_INPUT)
-        context_edges = (quantile_bin_edges(context, config.context_bins)
+        context_edges = (quantile_bin_edges(context, config.context_bins, train_split.labels)
                          if context is not None and config.context_bins > 0 else None)
         kernel_config = (fit_random_kernels(train_inputs[TIME_INPUT], config.mask_value,
                                             config.kernel_features(), config.seed)

@@ -190,6 +190,24 @@ def test_quantile_edges_give_a_sentinel_its_own_edge():
     assert encoded[0, 0] == 0.0 and encoded[1, 0] > 0.5
 
 
+def test_class_balanced_edges_resolve_a_rare_classs_range():
+    rng = np.random.default_rng(7)
+    # 2,000 common sources spread over 0-20 arcsec; 20 rare ones within 1 arcsec.
+    separation = np.concatenate([rng.uniform(0.0, 20.0, 2000), rng.uniform(0.0, 1.0, 20)])
+    labels = np.repeat([0, 1], [2000, 20])
+    plain = quantile_bin_edges(separation[:, None], 8)[0]
+    balanced = quantile_bin_edges(separation[:, None], 8, labels)[0]
+    # Counted plainly the rare class hides inside the first bin; balanced, about half
+    # the edges fall within its range, and the extremes still enclose every value.
+    assert sum(edge < 1.0 for edge in plain) == 1
+    assert sum(edge < 1.0 for edge in balanced) >= 4
+    assert balanced[0] == separation.min() and balanced[-1] == separation.max()
+    assert balanced == sorted(set(balanced))
+    # Equal classes weigh as plain counts do: the same edges up to interpolation.
+    equal = np.repeat([0, 1], 1010)
+    assert np.allclose(quantile_bin_edges(separation[:, None], 8, equal)[0], plain, atol=0.1)
+
+
 @pytest.mark.parametrize("steps", [1, 2, 5, 16, 60])
 def test_series_statistics_sort_the_same_way_with_the_sorting_network_for_xla(steps):
     import tensorflow as tf

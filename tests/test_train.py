@@ -87,7 +87,7 @@ def test_stdout_carries_katib_metrics_every_epoch_and_model_folder_is_complete(t
     assert best["training_seconds"] == elapsed[-1]
 
 
-def test_contextual_bins_are_the_scaled_training_split_quantiles(tmp_path):
+def test_contextual_bins_are_the_class_balanced_training_split_quantiles(tmp_path):
     out = tmp_path / "model"
     main(["train", "--data-dir", str(SAMPLE_DATA), "--output-dir", str(out), "--epochs", "1",
           "--context-bins", "8", *QUICK])
@@ -96,7 +96,8 @@ def test_contextual_bins_are_the_scaled_training_split_quantiles(tmp_path):
     _, scaled_context = trained.scaler.transform(train_split.time_features,
                                                  train_split.contextual_features)
     layer = trained.model.get_layer("context_encoding")
-    expected = quantile_bin_edges(scaled_context, 8)
+    # Quantiles of the class-balanced training split.
+    expected = quantile_bin_edges(scaled_context, 8, train_split.labels)
     assert len(layer.edges) == train_split.contextual_features.shape[1] == len(expected)
     for column, expected_column in zip(layer.edges, expected, strict=True):
         assert column == pytest.approx(expected_column, rel=1e-6)
