@@ -147,8 +147,8 @@ class TrainConfig:
         0, "units of a small dense branch for the contextual features (0: hand them to the "
         "head as they are, scaled and encoded over context_bins)", minimum=0)
     # 32 bins of the class-balanced split, not 16 of the plain one as before 2026-12-08: on
-    # the full survey (3 seeds) AGN recall at the GOTO operating point rose from 0.82 to
-    # 0.89 and macro-F1 from 0.86 to 0.92 (README "Quality on real data").
+    # the full survey (3 seeds) AGN recall at the GOTO operating point rose from 0.812 to
+    # 0.860 and macro-F1 from 0.855 to 0.900 (README "Performance", docs/model.md).
     context_bins: int = _field(
         32, "each contextual feature reaches the head piecewise-linearly encoded over this "
         "many quantile bins of the class-balanced training split (Gorishniy et al. 2022), so "
