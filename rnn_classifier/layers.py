@@ -474,10 +474,9 @@ def quantile_bin_edges(values, n_bins: int, labels=None) -> list[list[float]]:
         if weights is None:
             found = np.quantile(column, quantiles)
         else:
-            # Weighted quantiles exist only for the inverted CDF (numpy >= 2.0); its ends
-            # are set to the extremes so that every training value lies inside the edges.
+            # Weighted quantiles exist only for the inverted CDF (numpy >= 2.0), whose 0
+            # and 1 quantiles are the column's extremes, as the plain quantiles' are.
             found = np.quantile(column, quantiles, weights=weights, method="inverted_cdf")
-            found[0], found[-1] = column.min(), column.max()
         distinct = np.unique(found)
         if distinct.size < 2:
             distinct = np.array([distinct[0] - 0.5, distinct[0] + 0.5])
